@@ -1,0 +1,3 @@
+from statetrack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Pieces shared by the mixers: option checks, a stateful causal conv, a per-head norm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statetrack.eig import EigRange
+from statetrack.ops._common import BACKENDS
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int ``>= minimum``, else raise a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
+def check_heads(d_model: int, num_heads: Any, name: str = "num_heads") -> int:
+    """``num_heads`` must divide ``d_model``; returns the head dim."""
+    check_int(name, num_heads)
+    if d_model % num_heads:
+        raise ValueError(f"{name}: expected a divisor of d_model={d_model}, got {num_heads}")
+    return d_model // num_heads
+
+
+def check_backend(backend: Any) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def no_eig_range(mixer: str, eig_range: Any) -> None:
+    """Mixers without a linear transition accept only the default ``[0, 1]``, never silently
+    ignore a request for negative eigenvalues."""
+    rng = EigRange.parse(eig_range)
+    if not rng.is_default:
+        raise ValueError(f"eig_range: mixer {mixer!r} has no eigenvalues to extend; "
+                         f"allowed: [0, 1], got {rng}")
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise conv1d over time whose state is the last ``kernel − 1`` inputs.
+
+    ``y_t = bias + Σ_{j<kernel} w_j ⊙ x_{t−kernel+1+j}`` with ``x_{<0}`` taken from the buffer
+    (zeros at the start), so a sequence run in pieces equals the sequence run at once.
+    """
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.kernel = check_int("conv_kernel", kernel)
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels, bias=True)
+
+    def forward(
+        self, x: torch.Tensor, buffer: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x ``[B, T, C]``, buffer ``[B, kernel − 1, C]`` → (y ``[B, T, C]``, new buffer)."""
+        B, T, C = x.shape
+        if buffer is None:
+            buffer = x.new_zeros(B, self.kernel - 1, C)
+        xx = torch.cat([buffer.to(x.dtype), x], dim=1)
+        y = self.conv(xx.transpose(1, 2)).transpose(1, 2)
+        return y, xx[:, xx.shape[1] - (self.kernel - 1):]
+
+
+class HeadNorm(nn.Module):
+    """LayerNorm over each head's channels, a weight per channel, no bias (xLSTM's
+    MultiHeadLayerNorm, i.e. a GroupNorm with one group per head). x ``[..., H, D]``."""
+
+    def __init__(self, num_heads: int, head_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_heads, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), eps=self.eps) * self.weight
+
+
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.RMSNorm, nn.LayerNorm, nn.GroupNorm, HeadNorm)
+"""Modules whose parameters are norm gains (exempt from weight decay)."""

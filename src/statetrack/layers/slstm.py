@@ -1,0 +1,87 @@
+"""The xLSTM sLSTM layer (Beck et al. 2024): scalar memory, exponential gating, head-wise
+recurrence."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statetrack.eig import EigRange
+from statetrack.layers._common import HeadNorm, ShortConv, check_heads, no_eig_range
+from statetrack.layers.registry import register
+
+# (conv buffer [B, k−1, d], y, c, n, m [B, H, D])
+SLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@register("slstm")
+class SLSTM(nn.Module):
+    """sLSTM with ``H`` heads of size ``D = d / H`` and block-diagonal recurrent weights R.
+
+    Pre-activations ``(ĩ, f̃, z̃, õ)_t = W x_t + R y_{t−1} + b`` (i and f read ``silu(conv(x))``,
+    z and o read x; W is head-wise block-diagonal); stabiliser
+    ``m_t = max(log σ(f̃_t) + m_{t−1}, ĩ_t)``; ``i' = exp(ĩ − m_t)``,
+    ``f' = exp(log σ(f̃) + m_{t−1} − m_t)``; ``c_t = f' c + i' tanh(z̃)``; ``n_t = f' n + i'``;
+    ``y_t = σ(õ) c_t / n_t``; output ``headnorm(y)``. The zero state has m = −inf, so the
+    first step sets m = ĩ. A token loop; there is no linear transition to extend, so
+    ``eig_range`` must stay [0, 1].
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        num_heads: int = 4,
+        conv_kernel: int = 4,
+        eig_range: Sequence[float] | str | EigRange = (0.0, 1.0),
+    ) -> None:
+        super().__init__()
+        no_eig_range("slstm", eig_range)
+        D = self.head_dim = check_heads(d_model, num_heads)
+        H = self.num_heads = num_heads
+        self.conv = ShortConv(d_model, conv_kernel)
+        # Gate order (i, f, z, o); block-diagonal over heads as in xLSTM.
+        self.W = nn.Parameter(torch.randn(4, H, D, D) * D ** -0.5)
+        self.R = nn.Parameter(torch.zeros(H, D, 4, D))  # xLSTM initialises R to zero
+        self.bias = nn.Parameter(torch.zeros(4, H, D))
+        with torch.no_grad():  # a forget bias in 3..6 keeps early memories (xLSTM-like)
+            self.bias[1].copy_(torch.linspace(3.0, 6.0, D).expand(H, D))
+        self.out_norm = HeadNorm(H, D)
+
+    def _zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        B = x.shape[0]
+        zeros = x.new_zeros(B, self.num_heads, self.head_dim)
+        return zeros, zeros, zeros, torch.full_like(zeros, -math.inf)
+
+    def forward(
+        self, x: torch.Tensor, state: SLSTMState | None = None
+    ) -> tuple[torch.Tensor, SLSTMState]:
+        """x ``[B, T, d]`` → (``[B, T, d]``, (conv buffer, y, c, n, m ``[B, H, D]``))."""
+        B, T, d = x.shape
+        H, D = self.num_heads, self.head_dim
+        xc, buf = self.conv(x, None if state is None else state[0])
+        xc = F.silu(xc).view(B, T, H, D)
+        xh = x.view(B, T, H, D)
+        Wx = torch.stack([
+            torch.einsum("bthi,hoi->btho", src, self.W[g])
+            for g, src in enumerate((xc, xc, xh, xh))
+        ], dim=2) + self.bias  # [B, T, 4, H, D]
+        y, c, n, m = self._zero_state(x) if state is None else state[1:]
+        ys = []
+        for t in range(T):
+            raw = Wx[:, t] + torch.einsum("bhi,higo->bgho", y, self.R)
+            i, f, z, o = raw.unbind(1)
+            logf_m = F.logsigmoid(f) + m
+            m_new = torch.maximum(logf_m, i)
+            fp, ip = torch.exp(logf_m - m_new), torch.exp(i - m_new)
+            c = fp * c + ip * torch.tanh(z)
+            n = fp * n + ip  # f' = 1 or i' = 1 at every step, so n >= 1: never near zero
+            y = torch.sigmoid(o) * c / n
+            m = m_new
+            ys.append(y)
+        out = self.out_norm(torch.stack(ys, dim=1)).reshape(B, T, d)
+        return out, (buf, y, c, n, m)

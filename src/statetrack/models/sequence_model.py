@@ -1,0 +1,141 @@
+"""SequenceModel: the one model type, a causal LM over a vocabulary built from a mixer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from statetrack.layers import MIXERS, build_mixer
+from statetrack.layers._common import NORM_TYPES
+from statetrack.models.config import MLP_KINDS, ModelConfig
+
+NO_DECAY_NAMES = ("A_log", "D")
+"""Parameter names (besides norm gains and biases) exempt from weight decay."""
+
+
+def validate_config(cfg: ModelConfig) -> None:
+    """Raise a ``ValueError`` naming the bad ``model.<key>`` and the allowed values."""
+    for key in ("vocab_size", "d_model", "n_layers"):
+        value = getattr(cfg, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"model.{key}: expected an int >= 1, got {value!r}")
+    if cfg.mixer not in MIXERS:
+        raise ValueError(f"model.mixer: expected one of {', '.join(sorted(MIXERS))}, "
+                         f"got {cfg.mixer!r}")
+    if cfg.mlp not in MLP_KINDS:
+        raise ValueError(f"model.mlp: expected one of {', '.join(MLP_KINDS)}, got {cfg.mlp!r}")
+    if not isinstance(cfg.mlp_ratio, (int, float)) or not cfg.mlp_ratio > 0:
+        raise ValueError(f"model.mlp_ratio: expected a number > 0, got {cfg.mlp_ratio!r}")
+    if not isinstance(cfg.norm_eps, (int, float)) or not cfg.norm_eps > 0:
+        raise ValueError(f"model.norm_eps: expected a number > 0, got {cfg.norm_eps!r}")
+    if not isinstance(cfg.mixer_options, dict):
+        raise ValueError(f"model.mixer_options: expected a mapping, got {cfg.mixer_options!r}")
+
+
+class GatedMLP(nn.Module):
+    """``down(act(gate(x)) ⊙ up(x))``; act = SiLU (SwiGLU) or GELU (xLSTM's gated FFN).
+
+    Hidden width, rounded up to a multiple of 8: SwiGLU uses ``2/3 · mlp_ratio · d`` (the
+    LLaMA / flash-linear-attention convention: the parameters of a plain MLP of ratio
+    mlp_ratio); GELU uses ``mlp_ratio · d`` (xLSTM's ``proj_factor``; xLSTM rounds 1.3·128 up to
+    a multiple of 64, i.e. 192, where this gives 168).
+    """
+
+    def __init__(self, d_model: int, kind: str, mlp_ratio: float) -> None:
+        super().__init__()
+        hidden = mlp_ratio * d_model * (2 / 3 if kind == "swiglu" else 1)
+        hidden = 8 * math.ceil(hidden / 8)
+        self.act = F.silu if kind == "swiglu" else F.gelu
+        self.gate_up = nn.Linear(d_model, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(self.act(gate) * up)
+
+
+class Block(nn.Module):
+    """``x + mixer(norm(x))``, then ``x + mlp(norm(x))`` unless the MLP is "none"."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.mixer_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mixer = build_mixer(cfg.mixer, cfg.d_model, cfg.mixer_options)
+        self.mlp_norm = self.mlp = None
+        if cfg.mlp != "none":
+            self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.mlp = GatedMLP(cfg.d_model, cfg.mlp, cfg.mlp_ratio)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        y, state = self.mixer(self.mixer_norm(x), state)
+        x = x + y
+        if self.mlp is not None:
+            x = x + self.mlp(self.mlp_norm(x))
+        return x, state
+
+
+class SequenceModel(nn.Module):
+    """embedding → n_layers × Block → RMSNorm → untied linear head.
+
+    ``forward(tokens [B, T] int64, state=None) -> (logits [B, T, V], state)`` where state is
+    the list of per-layer mixer states; feeding a sequence in pieces with the state carried
+    gives the logits of feeding it at once.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        validate_config(cfg)
+        self.config = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        blocks = []
+        for _ in range(cfg.n_layers):
+            try:
+                blocks.append(Block(cfg))
+            except ValueError as err:  # name the config key the mixer option came from
+                msg = str(err)
+                raise ValueError(msg if msg.startswith("model.")
+                                 else f"model.mixer_options.{msg}") from None
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+
+    def forward(
+        self, tokens: torch.Tensor, state: list[Any] | None = None
+    ) -> tuple[torch.Tensor, list[Any]]:
+        if tokens.ndim != 2 or tokens.dtype != torch.int64:
+            raise ValueError(f"tokens: expected int64 [B, T], got {tokens.dtype} "
+                             f"{tuple(tokens.shape)}")
+        if state is not None and len(state) != len(self.blocks):
+            raise ValueError(f"state: expected {len(self.blocks)} layer states, got {len(state)}")
+        x = self.embedding(tokens)
+        states = []
+        for i, block in enumerate(self.blocks):
+            x, s = block(x, None if state is None else state[i])
+            states.append(s)
+        return self.head(self.norm(x)), states
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """Two AdamW groups: ``weight_decay`` for weight matrices, the embedding and the head;
+        0 for A_log, D, norm gains and every bias (including Mamba's Δ bias).
+
+        The public code passed every parameter to AdamW with one weight decay (0 for
+        Mamba/DeltaNet, 0.1 for xLSTM), so there A_log, D, norms and biases decayed at 0.1;
+        decaying A_log pulls the decay rates towards 1 and D towards 0, which is not meant.
+        """
+        no_decay_ids = set()
+        for module in self.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, NORM_TYPES) or "bias" in name or name in NO_DECAY_NAMES:
+                    no_decay_ids.add(id(p))
+        decay = [p for p in self.parameters() if id(p) not in no_decay_ids]
+        no_decay = [p for p in self.parameters() if id(p) in no_decay_ids]
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]

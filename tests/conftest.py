@@ -1,0 +1,17 @@
+"""Shared test settings: deterministic threads, and GPU tests skipped where there is no GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (platform limit)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

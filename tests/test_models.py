@@ -1,0 +1,93 @@
+"""Properties of SequenceModel and the paper's seven models."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from statetrack.layers._common import NORM_TYPES
+from statetrack.models import ModelConfig, SequenceModel, paper_models
+
+VOCAB = 11
+PAPER_NAMES = ["transformer", "mlstm", "slstm", "mamba", "mamba_neg", "deltanet", "deltanet_neg"]
+
+
+def test_paper_models_are_the_seven_of_table_3() -> None:
+    models = paper_models(VOCAB)
+    assert sorted(models) == sorted(PAPER_NAMES)
+    for cfg in models.values():
+        assert (cfg.d_model, cfg.n_layers, cfg.vocab_size) == (128, 2, VOCAB)
+    assert models["mamba_neg"].mixer_options["eig_range"] == [-1.0, 1.0]
+    assert models["deltanet_neg"].mixer_options["eig_range"] == [-1.0, 1.0]
+    assert "eig_range" not in models["mamba"].mixer_options
+
+
+@pytest.mark.parametrize("name", PAPER_NAMES)
+def test_paper_model_trains_on_cpu(name: str) -> None:
+    """Forward and backward run; every parameter gets a finite gradient; num_parameters is
+    the sum of the parameters' sizes."""
+    torch.manual_seed(0)
+    model = SequenceModel(paper_models(VOCAB)[name])
+    tokens = torch.randint(0, VOCAB, (2, 16))
+    logits, state = model(tokens)
+    assert logits.shape == (2, 16, VOCAB) and len(state) == 2
+    torch.nn.functional.cross_entropy(logits.flatten(0, 1), tokens.flatten()).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    n = model.num_parameters()
+    print(f"{name}: {n} parameters")
+    assert n > 0 and n == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", PAPER_NAMES)
+def test_param_groups_cover_every_parameter_once(name: str) -> None:
+    """Every parameter is in exactly one group; A_log, D, norm gains and biases are in the
+    group without weight decay, the embedding and the head in the decayed one."""
+    model = SequenceModel(paper_models(VOCAB)[name])
+    groups = model.param_groups(0.1)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())
+    assert len(ids) == len(set(ids))
+    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            exempt = isinstance(module, NORM_TYPES) or "bias" in pname or pname in ("A_log", "D")
+            assert wd[id(p)] == (0.0 if exempt else 0.1), f"{mname}.{pname}"
+    assert wd[id(model.embedding.weight)] == 0.1 and wd[id(model.head.weight)] == 0.1
+
+
+@pytest.mark.parametrize("name", ["deltanet_neg", "mamba_neg"])
+def test_token_by_token_equals_whole_sequence(name: str) -> None:
+    """The model fed one token at a time with its state carried gives the logits of the whole
+    sequence at once (float64), under eig_range [-1, 1]."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(paper_models(VOCAB)[name], d_model=32)
+    model = SequenceModel(cfg).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    tokens = torch.randint(0, VOCAB, (2, 12))
+    whole, _ = model(tokens)
+    state, steps = None, []
+    for t in range(tokens.shape[1]):
+        logits, state = model(tokens[:, t:t + 1], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"vocab_size": 0}, "model.vocab_size"),
+    ({"n_layers": 0}, "model.n_layers"),
+    ({"mlp": "relu"}, "model.mlp"),
+    ({"mixer": "rnn"}, "model.mixer"),
+    ({"d_model": 30}, "model.mixer_options.num_heads"),
+    ({"mixer": "attention", "mixer_options": {"eig_range": [-1, 1]}},
+     "model.mixer_options.eig_range"),
+    ({"mixer_options": {"num_head": 4}}, "model.mixer_options"),
+])
+def test_bad_config_names_the_key(changes: dict, key: str) -> None:
+    cfg = dataclasses.replace(ModelConfig(vocab_size=VOCAB, d_model=32), **changes)
+    with pytest.raises(ValueError, match=rf"^{key}\b"):
+        SequenceModel(cfg)
