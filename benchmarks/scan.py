@@ -1,0 +1,152 @@
+"""Selective-scan timings on a GPU: statetrack triton vs the chunked torch backend, bf16.
+
+For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+backward medians
+(triton.testing.do_bench), the achieved bandwidth (bytes of inputs and outputs that must move,
+over the time) against a device-to-device copy measured in the same run, and the floor set by
+the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
+
+    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+import torch
+import triton
+
+from statetrack.eig import EigRange
+from statetrack.ops.selective_scan import selective_scan
+
+SHAPES = [(8, 2048, 2048, 16), (4, 8192, 1536, 16), (256, 40, 256, 16), (256, 256, 256, 16)]
+# the paper's patched mamba_ssm CUDA kernel ([−1, 1], bf16) on an H200: (fwd, fwd+bwd) ms
+PAPER_MS = {(8, 2048, 2048, 16): (0.59, 2.91), (4, 8192, 1536, 16): (0.99, 4.57),
+            (256, 40, 256, 16): (0.29, 1.08), (256, 256, 256, 16): (0.27, 1.70)}
+EXPS_PER_STATE_STEP = {"fwd": 1, "fwdbwd": 3}  # ours: fwd 1, backward recompute 1 + adjoint 1
+MUFU_PER_CLK_PER_SM = 16  # sm_90 ex2 throughput
+
+
+def copy_gbps() -> float:
+    """Device-to-device copy of 1 GiB: (read + write bytes) / median time."""
+    src = torch.randn(2**28, device="cuda")
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=50, rep=300,
+                                 return_mode="median")
+    return 2 * src.numel() * 4 / ms / 1e6
+
+
+def exp_rate() -> float:
+    """ex2 results per second: 16 per clock per SM at the maximum SM clock."""
+    props = torch.cuda.get_device_properties(0)
+    try:
+        mhz = float(subprocess.run(["nvidia-smi", "--query-gpu=clocks.max.sm",
+                                    "--format=csv,noheader,nounits"], capture_output=True,
+                                   text=True, timeout=20).stdout.split()[0])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        mhz = 1980.0
+    return MUFU_PER_CLK_PER_SM * props.multi_processor_count * mhz * 1e6
+
+
+def make_inputs(shape: tuple[int, int, int, int], grad: bool) -> list[torch.Tensor]:
+    Bsz, T, Dm, N = shape
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def r(*s: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        return torch.randn(*s, device="cuda", generator=g).to(dtype).requires_grad_(grad)
+    A = (-torch.exp(torch.randn(Dm, N, device="cuda", generator=g))).requires_grad_(grad)
+    return [r(Bsz, T, Dm), r(Bsz, T, Dm), A, r(Bsz, T, N), r(Bsz, T, N),
+            r(Dm, dtype=torch.float32), r(Bsz, T, Dm), r(Dm, dtype=torch.float32)]
+
+
+def time_backend(shape, eig: EigRange, backend: str, pas: str, rep: int) -> float:
+    ins = make_inputs(shape, pas == "fwdbwd")
+    x, dt, A, B, C, D, z, bias = ins
+
+    def fwd() -> torch.Tensor:
+        return selective_scan(x, dt, A, B, C, D=D, z=z, dt_bias=bias, eig_range=eig,
+                              backend=backend)[0]
+    if pas == "fwd":
+        with torch.no_grad():
+            return triton.testing.do_bench(fwd, warmup=25, rep=rep, return_mode="median")
+    dy = torch.randn_like(x)
+
+    def fwdbwd() -> None:
+        torch.autograd.backward(fwd(), dy, inputs=ins)
+    return triton.testing.do_bench(fwdbwd, warmup=25, rep=rep, return_mode="median",
+                                   grad_to_none=ins)
+
+
+def must_move_bytes(shape, pas: str) -> int:
+    """bf16 elements that must be read or written once: fwd x, dt, z, B, C in, y out; the
+    backward adds dy, x, dt, z, B, C in and dx, ddt, dz, dB, dC out."""
+    Bsz, T, Dm, N = shape
+    td, tn = Bsz * T * Dm, Bsz * T * N
+    n = 4 * td + 2 * tn
+    if pas == "fwdbwd":
+        n += 7 * td + 4 * tn
+    return 2 * n
+
+
+def sweep() -> None:
+    """Time tile configurations of both kernels at the large shapes (tuning aid)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    base_f, base_b = ti.FWD_CONFIG, ti.BWD_CONFIG
+    for shape in SHAPES[:2]:
+        for bt, nw in [(16, 4), (8, 4), (8, 8), (16, 8), (32, 8)]:
+            ti.FWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=nw)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
+            print(f"sweep fwd {shape} BT={bt} nw={nw}: {ms:.3f} ms", flush=True)
+        ti.FWD_CONFIG = base_f
+        for bt, nw, seg in [(8, 8, 64), (4, 8, 64), (8, 4, 64), (4, 4, 64), (8, 8, 128)]:
+            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=seg, num_warps=nw)
+            ti.FWD_CONFIG = ti.ScanConfig(BT=base_f.BT, BD=32, SEG=seg,
+                                          num_warps=base_f.num_warps)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
+            print(f"sweep fwdbwd {shape} BT={bt} nw={nw} SEG={seg}: {ms:.3f} ms", flush=True)
+        ti.FWD_CONFIG, ti.BWD_CONFIG = base_f, base_b
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="JSON file for the records")
+    ap.add_argument("--sweep", action="store_true", help="also time tile configurations")
+    ap.add_argument("--no-torch", action="store_true", help="skip the torch backend")
+    args = ap.parse_args()
+    device = torch.cuda.get_device_name(0)
+    cgbps, erate = copy_gbps(), exp_rate()
+    print(f"{device}: copy {cgbps:.0f} GB/s, ex2 {erate / 1e12:.2f} T/s", flush=True)
+    if args.sweep:
+        sweep()
+    records = []
+    for shape in SHAPES:
+        for lo in (0.0, -1.0):
+            eig = EigRange(lo, 1.0)
+            for pas in ("fwd", "fwdbwd"):
+                ms = {"statetrack": time_backend(shape, eig, "triton", pas, 200)}
+                if not args.no_torch:
+                    try:
+                        ms["torch"] = time_backend(shape, eig, "torch", pas, 100)
+                    except torch.OutOfMemoryError:
+                        ms["torch"] = None
+                    torch.cuda.empty_cache()
+                Bsz, T, Dm, N = shape
+                exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
+                rec = {"op": "selective_scan",
+                       "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
+                       "pass": pas, "ms": ms, "eig_range": eig.as_list(),
+                       "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
+                       "copy_gbps": cgbps, "exp_floor_ms": exp_floor,
+                       "exps_per_state_step": EXPS_PER_STATE_STEP[pas],
+                       "paper_cuda_ms": PAPER_MS[shape][0 if pas == "fwd" else 1],
+                       "device": device}
+                records.append(rec)
+                print(json.dumps(rec), flush=True)
+                with open(args.out, "w") as f:
+                    json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

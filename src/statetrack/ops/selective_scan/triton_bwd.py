@@ -1,0 +1,168 @@
+"""Backward kernel of the fused selective scan (see README.md beside this for the derivation).
+
+Per program (batch row, channel block), segments of SEG steps are visited last to first. For each
+segment the forward is recomputed from the saved segment-start state, the chunk-start states
+going to a small per-program scratch (L2-resident); then the chunks are visited in reverse: one
+scan recomputes h_{t−1} and h_t, a reverse scan gives the adjoint g_t, and all gradients follow
+from (g_t, h_{t−1}) with the signed map's derivative da/dΔ = (hi − lo)·A·exp(ΔA).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from statetrack.ops.selective_scan.triton_kernels import (
+    LOG2E,
+    _combine,
+    _combine_excl,
+    _load_td,
+    _load_tn,
+    _softplus,
+)
+
+
+@triton.jit
+def _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
+                     lo, width, BT: tl.constexpr):
+    """The forward state after steps t0..t0+BT−1 (nothing written)."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = o_t < T
+    m_td = m_t[:, None] & m_d[None, :]
+    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
+    b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
+    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
+    b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
+    b_a = tl.where(m_t[:, None, None], b_a, 1.0)
+    b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
+    c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
+    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
+    return tl.sum(tl.where(last, c_a * b_h[None, :, :] + c_b, 0.0), axis=0)
+
+
+@triton.jit
+def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2, b_bias,
+               b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """Gradients of steps t0..t0+BT−1 given the state before t0 (b_hc) and the adjoint
+    carry b_p = a_{t0+BT}·g_{t0+BT}. Returns (new carry, dA part, dD part, dbias part)."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = o_t < T
+    m_td = m_t[:, None] & m_d[None, :]
+    m_tn = m_t[:, None] & m_n[None, :]
+    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
+    b_u = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :]
+    # Δ = 0 past T: there g_t is the carried adjoint, not 0, and must not reach dA
+    b_delta = tl.where(m_td, _softplus(b_u), 0.0)
+    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
+    b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
+    b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
+    b_dyg = b_dy
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+        b_sz = tl.sigmoid(b_z)
+        b_dyg = b_dy * b_z * b_sz
+    b_E = tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
+    # steps past T: a = 1, b = 0, dh = 0, so both carries pass through unchanged
+    b_a = tl.where(m_t[:, None, None], lo + width * b_E, 1.0)
+    b_dxd = b_delta * b_x
+    b_b = b_dxd[:, None, :] * b_B[:, :, None]
+    ones = tl.full(b_a.shape, 1.0, tl.float32)
+    zeros = tl.zeros(b_a.shape, tl.float32)
+    _, _, e_a, e_b = tl.associative_scan((b_a, b_b, ones, zeros), 0, _combine_excl)
+    b_hp = e_a * b_hc[None, :, :] + e_b  # h_{t−1}
+    b_h = b_a * b_hp + b_b  # h_t
+    b_dh = b_dyg[:, None, :] * b_C[:, :, None]
+    # p_t = a_t·g_t = a_t·(dh_t + p_{t+1}); the exclusive reverse prefix gives p_{t+1}
+    f_a, f_b, r_a, r_b = tl.associative_scan((b_a, b_a * b_dh, ones, zeros), 0, _combine_excl,
+                                             reverse=True)
+    b_g = b_dh + r_a * b_p[None, :, :] + r_b
+    first = (tl.arange(0, BT) == 0)[:, None, None]
+    b_p = tl.sum(tl.where(first, f_a * b_p[None, :, :] + f_b, 0.0), axis=0)
+    b_gh = b_g * b_hp  # ∂L/∂a_t
+    o_tn = i_b * T * N + o_t[:, None] * N + o_n[None, :]
+    tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn)
+    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn)
+    b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)
+    b_gE = b_gh * b_E
+    b_ddelta = b_x * b_gB + width * tl.sum(b_gE * b_A[None, :, :], axis=1)
+    b_ddt = tl.where(m_td, b_ddelta * tl.sigmoid(b_u), 0.0)
+    b_dx = b_delta * b_gB
+    b_yp = tl.sum(b_h * b_C[:, :, None], axis=1)
+    if HAS_D:
+        b_dx += b_D[None, :] * b_dyg
+        b_yp += b_D[None, :] * b_x
+    o_td = i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :]
+    tl.store(dx + o_td, b_dx.to(dx.dtype.element_ty), mask=m_td)
+    tl.store(ddt + o_td, b_ddt.to(ddt.dtype.element_ty), mask=m_td)
+    if HAS_Z:
+        b_dz = b_dy * b_yp * b_sz * (1.0 + b_z * (1.0 - b_sz))
+        tl.store(dz + o_td, b_dz.to(dz.dtype.element_ty), mask=m_td)
+    b_dA = tl.sum(b_gE * b_delta[:, None, :], axis=0)
+    return b_p, b_dA, tl.sum(b_dyg * b_x, axis=0), tl.sum(b_ddt, axis=0)
+
+
+@triton.jit
+def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
+                  dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
+                  T, Dm, N, lo, width,
+                  NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
+                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  HAS_DHT: tl.constexpr):
+    """Grid (cdiv(Dm, BD), B). dB, dC: float32 [B, T, N] zeroed, accumulated with atomics;
+    dA_part [B, N, Dm], dD_part / dbias_part [B, Dm] summed over B by the caller."""
+    i_d = tl.program_id(0)
+    i_b = tl.program_id(1).to(tl.int64)
+    pid = i_b * tl.num_programs(0) + i_d
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_n = tl.arange(0, NP)
+    m_d = o_d < Dm
+    m_n = o_n < N
+    m_nd = m_n[:, None] & m_d[None, :]
+    o_nd = o_d[None, :] * N + o_n[:, None]
+    b_A = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_A2 = b_A * LOG2E
+    b_bias = tl.zeros([BD], dtype=tl.float32)
+    if HAS_BIAS:
+        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_D = tl.zeros([BD], dtype=tl.float32)
+    if HAS_D:
+        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_p = tl.zeros([NP, BD], dtype=tl.float32)
+    if HAS_DHT:
+        b_p = tl.load(dhT + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_dA = tl.zeros([NP, BD], dtype=tl.float32)
+    b_dD = tl.zeros([BD], dtype=tl.float32)
+    b_dbias = tl.zeros([BD], dtype=tl.float32)
+    NC: tl.constexpr = SEG // BT
+    o_sc = scratch + pid * NC * NP * BD + o_n[:, None] * BD + tl.arange(0, BD)[None, :]
+    n_seg = tl.cdiv(T, SEG)
+    for i_r in range(n_seg):
+        i_s = n_seg - 1 - i_r
+        b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
+                      mask=m_nd, other=0.0)
+        tl.debug_barrier()  # the previous segment's scratch reads are done
+        for i_c in range(NC):
+            t0 = i_s * SEG + i_c * BT
+            tl.store(o_sc + i_c * NP * BD, b_h)
+            if t0 + BT < T:  # the last chunk's end state is never needed
+                b_h = _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d,
+                                       m_n, T, Dm, N, lo, width, BT)
+        tl.debug_barrier()  # scratch written by other threads of this program
+        for i_rc in range(NC):
+            i_c = NC - 1 - i_rc
+            t0 = i_s * SEG + i_c * BT
+            if t0 < T:
+                b_hc = tl.load(o_sc + i_c * NP * BD)
+                b_p, c_dA, c_dD, c_dbias = _bwd_chunk(
+                    x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2,
+                    b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
+                    BT, HAS_D, HAS_Z)
+                b_dA += c_dA
+                b_dD += c_dD
+                b_dbias += c_dbias
+    tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
+    tl.store(dA_part + i_b * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
+             mask=m_nd)
+    tl.store(dD_part + i_b * Dm + o_d, b_dD, mask=m_d)
+    tl.store(dbias_part + i_b * Dm + o_d, b_dbias, mask=m_d)

@@ -1,0 +1,131 @@
+"""Triton backend of ``selective_scan``: the autograd function around the fused kernels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from statetrack.eig import EigRange
+from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
+from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Tile sizes: BT steps per chunk, BD channels per program (one lane each), SEG steps
+    between saved states (a multiple of BT), num_warps spread over the N states."""
+
+    BT: int = 16
+    BD: int = 32
+    SEG: int = 64
+    num_warps: int = 4
+
+
+FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
+BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
+
+
+def _c(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _warps(cfg: ScanConfig, NP: int) -> int:
+    return max(1, min(cfg.num_warps, NP * cfg.BD // 32))
+
+
+def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    Bsz, T, Dm = x.shape
+    N = A.shape[1]
+    NP = triton.next_power_of_2(N)
+    cfg = FWD_CONFIG
+    n_seg = triton.cdiv(T, cfg.SEG)
+    y = torch.empty_like(x)
+    hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
+    hseg = (torch.empty(Bsz, n_seg, N, Dm, device=x.device, dtype=torch.float32) if save
+            else hT)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    ss_fwd_kernel[grid](
+        x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
+        NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
+        num_warps=_warps(cfg, NP))
+    return y, hT, (hseg if save else None)
+
+
+def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
+    Bsz, T, Dm = x.shape
+    N = A.shape[1]
+    NP = triton.next_power_of_2(N)
+    cfg = BWD_CONFIG
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
+    dz = torch.empty_like(z) if z is not None else None
+    dB = torch.zeros(Bsz, T, N, **f32)
+    dC = torch.zeros(Bsz, T, N, **f32)
+    dA_part = torch.empty(Bsz, N, Dm, **f32)
+    dD_part = torch.empty(Bsz, Dm, **f32)
+    dbias_part = torch.empty(Bsz, Dm, **f32)
+    dh0 = torch.empty(Bsz, Dm, N, **f32)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, **f32)
+    ss_bwd_kernel[grid](
+        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT,
+        dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
+        T, Dm, N, lo, width,
+        NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, num_warps=_warps(cfg, NP))
+    dA = dA_part.sum(0).t()
+    return dx, ddt, dA, dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0
+
+
+class _SelectiveScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, lo: float, width: float):
+        save = any(ctx.needs_input_grad[:9])
+        y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
+        ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, hseg)
+        ctx.lo, ctx.width, ctx.h0_meta = lo, width, (None if h0 is None else h0.dtype)
+        return y, hT
+
+    @staticmethod
+    def backward(ctx, dy, dhT):
+        x, dt, A, B, C, D, z, dt_bias, hseg = ctx.saved_tensors
+        dhT = None if dhT is None else dhT.float().contiguous()
+        dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
+            x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
+        return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+                None if D is None else dD.to(D.dtype),
+                dz,
+                None if dt_bias is None else dbias.to(dt_bias.dtype),
+                None if ctx.h0_meta is None else dh0.to(ctx.h0_meta),
+                None, None)
+
+
+def selective_scan_triton(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    z: torch.Tensor | None,
+    dt_bias: torch.Tensor | None,
+    eig_range: EigRange,
+    initial_state: torch.Tensor | None,
+    *,
+    output_final_state: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fused selective scan on the GPU: ``(y [B, T, Dm] in x's dtype, h_T [B, Dm, N] or None)``.
+
+    Same contract as ``selective_scan_reference``; the state is float32 whatever the inputs
+    (h_T is float64 for float64 inputs, computed in float32).
+    """
+    y, hT = _SelectiveScanFn.apply(
+        x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(), _c(D),
+        _c(z), _c(dt_bias), _c(initial_state), eig_range.lo, eig_range.width)
+    if not output_final_state:
+        return y, None
+    return y, (hT.double() if x.dtype == torch.float64 else hT)

@@ -1,0 +1,125 @@
+"""Triton kernels of the fused selective scan (forward and backward).
+
+Tile ``[BT, N, BD]``: a chunk of BT time steps, the N states, BD channels of one batch row. One
+program owns (batch row, channel block) and walks time chunk by chunk, carrying the state
+``[N, BD]`` in registers. Within a chunk the recurrence is a ``tl.associative_scan`` over the
+time axis whose combine is pure multiply/add, so signs and exact zeros of the transition survive
+(no log of a signed number is ever taken). Nothing of size ``[B, T, Dm, N]`` touches memory:
+only x, dt, z, B, C, y, and in the backward dy and the gradients, plus the state at the start of
+every SEG steps (``[B, T/SEG, N, Dm]`` float32) that the backward restarts from.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+LOG2E = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    """(first, second) → second ∘ first for maps h ↦ a·h + b."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _combine_excl(a1, b1, e1, f1, a2, b2, e2, f2):
+    """Like ``_combine`` on (a, b), plus (e, f): the composition without the last-applied element.
+
+    A single element carries (e, f) = (1, 0), so the scan yields both the inclusive and the
+    exclusive prefix (h_t and h_{t−1}) without a division by a (which may be 0).
+    """
+    return a1 * a2, a2 * b1 + b2, e2 * a1, e2 * b1 + f2
+
+
+@triton.jit
+def _softplus(u):
+    """softplus with torch's threshold 20; log1p via (log w)·e/(w − 1), exact for tiny e."""
+    e = tl.exp(tl.minimum(u, 20.0))
+    w = 1.0 + e
+    lp = tl.where(w == 1.0, e, tl.log(w) * e / (w - 1.0))
+    return tl.where(u > 20.0, u, lp)
+
+
+@triton.jit
+def _load_td(p, i_b, o_t, o_d, T, Dm, m_td):
+    """A ``[BT, BD]`` tile of a ``[B, T, Dm]`` tensor as float32 (0 outside)."""
+    return tl.load(p + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], mask=m_td,
+                   other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_tn(p, i_b, o_t, o_n, T, N, m_tn):
+    """A ``[BT, NP]`` tile of a ``[B, T, N]`` tensor as float32 (0 outside)."""
+    return tl.load(p + i_b * T * N + o_t[:, None] * N + o_n[None, :], mask=m_tn,
+                   other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n,
+               T, Dm, N, lo, width,
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """Advance the state ``b_h [NP, BD]`` over steps t0..t0+BT−1, writing y; returns the state."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = o_t < T
+    m_td = m_t[:, None] & m_d[None, :]
+    m_tn = m_t[:, None] & m_n[None, :]
+    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
+    b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
+    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
+    b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
+    # steps past T are the identity map (a = 1, b = 0), so the last row is the carried state
+    b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
+    b_a = tl.where(m_t[:, None, None], b_a, 1.0)
+    b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
+    c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
+    b_hs = c_a * b_h[None, :, :] + c_b
+    b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)
+    if HAS_D:
+        b_y += b_D[None, :] * b_x
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+        b_y = b_y * b_z * tl.sigmoid(b_z)
+    tl.store(y + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], b_y.to(y.dtype.element_ty),
+             mask=m_td)
+    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
+    return tl.sum(tl.where(last, b_hs, 0.0), axis=0)
+
+
+@triton.jit
+def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
+                  T, Dm, N, lo, width,
+                  NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
+                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  HAS_H0: tl.constexpr, SAVE: tl.constexpr):
+    """Grid (cdiv(Dm, BD), B). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm]."""
+    i_d = tl.program_id(0)
+    i_b = tl.program_id(1).to(tl.int64)
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_n = tl.arange(0, NP)
+    m_d = o_d < Dm
+    m_n = o_n < N
+    m_nd = m_n[:, None] & m_d[None, :]
+    o_nd = o_d[None, :] * N + o_n[:, None]  # into [Dm, N] / [B, Dm, N]
+    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
+    b_bias = tl.zeros([BD], dtype=tl.float32)
+    if HAS_BIAS:
+        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_D = tl.zeros([BD], dtype=tl.float32)
+    if HAS_D:
+        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_h = tl.zeros([NP, BD], dtype=tl.float32)
+    if HAS_H0:
+        b_h = tl.load(h0 + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    n_seg = tl.cdiv(T, SEG)
+    for i_s in range(n_seg):
+        if SAVE:
+            p_s = hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :]
+            tl.store(p_s, b_h, mask=m_nd)
+        for i_c in range(SEG // BT):
+            t0 = i_s * SEG + i_c * BT
+            if t0 < T:
+                b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d,
+                                 o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+    tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
