@@ -30,6 +30,9 @@ test: dev
 lint: dev
 	$(BIN)/ruff check src tests benchmarks
 
+demo: install
+	$(BIN)/statetrack demo
+
 bench-cpu: install
 	$(BIN)/python benchmarks/cpu_ops.py
 

@@ -1,0 +1,93 @@
+"""Compare the delta rule's Triton backend with the float64 reference: outputs, final state and
+every gradient. Runs on CUDA, or on CPU under ``TRITON_INTERPRET=1`` (set before this starts).
+
+    TRITON_INTERPRET=1 STATETRACK_TRITON_POISON=1 python scripts/gpu/check_delta_rule_triton.py
+Exits 1 when a relative error exceeds the tolerance (1e-4 for float32 inputs, 1e-2 for 16-bit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from statetrack.ops.delta_rule.reference import delta_rule_reference
+from statetrack.ops.delta_rule.triton_impl import delta_rule_triton
+
+
+def make_inputs(B: int, T: int, H: int, K: int, V: int, beta_max: float, gated: bool,
+                dtype: torch.dtype, device: str, seed: int, with_h0: bool = True
+                ) -> dict[str, torch.Tensor | None]:
+    """Unit-norm keys, β ∈ (0, beta_max), gates in (−1, 1) with some exact zeros and ±1."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, T, H, K, generator=g)
+    k = torch.nn.functional.normalize(torch.randn(B, T, H, K, generator=g), dim=-1)
+    v = torch.randn(B, T, H, V, generator=g)
+    beta = torch.rand(B, T, H, generator=g) * beta_max
+    gate = None
+    if gated:
+        gate = torch.rand(B, T, H, generator=g) * 2 - 1
+        gate = torch.where(gate.abs() < 0.05, torch.zeros_like(gate), gate)
+        gate = torch.where(gate > 0.97, torch.ones_like(gate), gate)
+        gate = torch.where(gate < -0.97, -torch.ones_like(gate), gate)
+    h0 = torch.randn(B, H, K, V, generator=g) if with_h0 else None
+    out = dict(q=q, k=k, v=v, beta=beta, gate=gate, h0=h0)
+    return {n: None if x is None else x.to(device=device, dtype=dtype if n != "h0" else
+                                          torch.float32) for n, x in out.items()}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().cpu(), b.double().cpu()
+    if not torch.isfinite(a).all():
+        return float("inf")
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def check(B: int, T: int, H: int, K: int, V: int, beta_max: float, gated: bool,
+          dtype: torch.dtype, device: str, seed: int = 0, with_h0: bool = True
+          ) -> dict[str, float]:
+    """Relative errors of o, S_T and the gradients of q, k, v, β, gate, S_0."""
+    x = make_inputs(B, T, H, K, V, beta_max, gated, dtype, device, seed, with_h0)
+    names = [n for n, t in x.items() if t is not None]
+    leaves = {n: x[n].detach().clone().requires_grad_() for n in names}
+    ref_leaves = {n: x[n].detach().double().cpu().requires_grad_() for n in names}
+    g = torch.Generator().manual_seed(seed + 1)
+    # the output's cotangent rounded to o's dtype, so both sides see the same one
+    do = torch.randn(B, T, H, V, generator=g).to(x["v"].dtype).float()
+    dS = torch.randn(B, H, K, V, generator=g)
+
+    def run(fn, lv, dev, dt):
+        o, S = fn(lv["q"], lv["k"], lv["v"], lv["beta"], lv.get("gate"), lv.get("h0"))
+        loss = (o.to(dt) * do.to(dev, dt)).sum() + (S.to(dt) * dS.to(dev, dt)).sum()
+        loss.backward()
+        return o, S
+
+    o, S = run(lambda *a: delta_rule_triton(*a, True), leaves, device, torch.float32)
+    o_r, S_r = run(delta_rule_reference, ref_leaves, "cpu", torch.float64)
+    errs = {"o": rel_err(o, o_r), "S_T": rel_err(S, S_r)}
+    for n in names:
+        errs["d" + n] = rel_err(leaves[n].grad, ref_leaves[n].grad)
+    return errs
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--T", type=int, nargs="+", default=[1, 5, 17, 33])
+    p.add_argument("--dims", type=int, nargs=3, default=[2, 2, 16], metavar=("B", "H", "K"))
+    p.add_argument("--V", type=int, default=16)
+    args = p.parse_args()
+    B, H, K = args.dims
+    worst = 0.0
+    for T in args.T:
+        for gated in (False, True):
+            errs = check(B, T, H, K, args.V, 2.0, gated, torch.float32, args.device, seed=T)
+            worst = max(worst, *errs.values())
+            print(f"T={T} gated={gated}: " + " ".join(f"{n}={e:.1e}" for n, e in errs.items()))
+    print(f"worst relative error {worst:.2e}")
+    return 0 if worst <= 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/bin/bash
+# One device call for the delta rule's triton backend: GPU tests, then the benchmark (and an
+# optional sweep of launch settings). Carry .whl (fla-core 0.6.0) for fla's column.
+#   bash scripts/gpu/delta_rule_run.sh [--no-fla] [--sweep]      (writes under $OUT)
+# About 2 min of tests (compiles dominate) overlapped with fla's autotuning (~1 min for each of
+# its 5 distinct keys here), then ~2 min of timing: give the call timeout_s=600, or pass
+# --no-fla (~4 min in all).
+set -o pipefail
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1  # xdist workers x torch threads would thrash 16 cores
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+if ls .whl/fla_core-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/fla_core-*.whl
+fi
+export PYTHONPATH=src:/tmp/site
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv | tee "$OUT/gpu.txt"
+# Compile the benchmark's kernels (and let fla autotune, ~1 min per head-dim/head-count key)
+# while the CPU-bound tests run: both fill Triton's on-disk caches for the timed run below.
+no_fla=""; for a in "$@"; do [ "$a" = "--no-fla" ] && no_fla="--no-fla"; done
+python3 benchmarks/delta_rule.py --warm-only $no_fla >"$OUT/warm.log" 2>&1 &
+warm=$!
+timeout "${TEST_TIMEOUT:-240}" python3 -m pytest tests/test_delta_rule_triton.py -m gpu -q -n 6 \
+  -p no:cacheprovider -p no:benchmark 2>&1 | tee "$OUT/tests.log" | tail -25
+wait $warm; cat "$OUT/warm.log"
+timeout "${BENCH_TIMEOUT:-300}" python3 benchmarks/delta_rule.py --out "$OUT/h200_delta_rule.json" \
+  --budget-s "${SWEEP_BUDGET:-135}" "$@" 2>&1 | tee "$OUT/bench.log"

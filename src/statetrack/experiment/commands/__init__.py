@@ -1,0 +1,1 @@
+"""The experiment's CLI commands; each module exposes ``configure(parser)`` and ``run(args)``."""

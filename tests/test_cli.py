@@ -1,0 +1,157 @@
+"""The experiment commands end to end: train → run directory → eval, table, plot, demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from statetrack.cli import main
+from statetrack.experiment.config import load_config
+from statetrack.experiment.paper import TABLE3
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = {
+    "name": "tiny",
+    "task": {"name": "parity"},
+    "model": {"d_model": 16, "n_layers": 1, "mixer": "deltanet",
+              "mixer_options": {"num_heads": 2, "eig_range": [-1, 1]}},
+    "training": {"steps": 8, "batch_size": 8, "max_len": 12, "log_every": 2,
+                 "checkpoint_every": 4, "val_every": 4, "device": "cpu"},
+    "evaluation": {"min_len": 12, "max_len": 24, "n": 40, "batch_size": 16, "val_n": 8},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seeds of the tiny config trained through the CLI under one root."""
+    root = tmp_path_factory.mktemp("runs")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    for seed in (0, 1):
+        code = main(["train", str(config), "--set", f"training.seed={seed}", "--out",
+                     str(root / "sweep" / f"seed{seed}"), "--quiet"])
+        assert code == 0
+    return root
+
+
+def test_train_writes_every_run_directory_file(trained: Path) -> None:
+    run = trained / "sweep" / "seed0"
+    assert (run / "accuracy_by_length.png").read_bytes().startswith(PNG_MAGIC)
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["training"]["seed"] == 0 and "conv_kernel" in resolved["model"][
+        "mixer_options"]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [2, 4, 6, 8]
+    assert {"loss", "accuracy", "lr", "steps_per_second"} <= set(metrics[0])
+    with open(run / "eval.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["length", "n", "accuracy", "scaled_accuracy"]
+    assert sum(int(r["n"]) for r in rows) == TINY["evaluation"]["n"]
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("task", "model", "seed", "accuracy", "scaled_accuracy", "steps", "wall_seconds",
+                "device", "statetrack_version"):
+        assert key in summary
+    assert summary["model"] == "tiny" and summary["steps"] == 8
+    assert sorted(p.name for p in (run / "checkpoint").iterdir()) == [
+        "model.safetensors", "optimizer.safetensors", "state.json"]
+
+
+def test_eval_reproduces_the_final_evaluation(trained: Path, capsys) -> None:
+    run = trained / "sweep" / "seed1"
+    assert main(["eval", str(run), "--out", str(trained / "again.csv")]) == 0
+    assert (trained / "again.csv").read_text() == (run / "eval.csv").read_text()
+    assert main(["eval", str(run), "--min-len", "30", "--max-len", "40", "--n", "10"]) == 0
+    assert "lengths 30–40" in capsys.readouterr().out
+    with open(run / "eval_30-40_n10.csv") as f:
+        assert all(30 <= int(r["length"]) <= 40 for r in csv.DictReader(f))
+
+
+def test_table_and_plot_accept_a_root_directory(trained: Path, capsys) -> None:
+    assert main(["table", str(trained)]) == 0
+    table = capsys.readouterr().out
+    scores = [json.loads((trained / "sweep" / s / "summary.json").read_text())
+              ["scaled_accuracy"] for s in ("seed0", "seed1")]
+    row = next(line for line in table.splitlines() if line.startswith("| tiny |"))
+    assert f"**{max(scores):.3f}**" in row and f"{statistics.median(scores):.3f} ±" in row
+    assert "n=2" in row and "paper" not in row
+    png = trained / "plot" / "both.png"
+    assert main(["plot", str(trained), "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+def fake_run(root: Path, config_path: Path, seed: int, scaled: float) -> None:
+    """A run directory as train leaves it, written by hand (reports read only these files)."""
+    config = load_config(config_path, [f"training.seed={seed}"])
+    run = root / config.task.name / config.name / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(config.to_yaml())
+    (run / "eval.csv").write_text("length,n,accuracy,scaled_accuracy\n"
+                                  f"40,10,{(1 + scaled) / 2},{scaled}\n")
+    (run / "summary.json").write_text(json.dumps({"scaled_accuracy": scaled, "seed": seed,
+                                                  "num_classes": 2}))
+
+
+def test_table_sets_table3_beside_paper_configs_with_median_and_mad(tmp_path: Path,
+                                                                     capsys) -> None:
+    scores = [0.2, 0.9, 0.5]
+    for seed, score in enumerate(scores):
+        fake_run(tmp_path, ROOT / "configs/chomsky/parity/deltanet_neg.yaml", seed, score)
+    fake_run(tmp_path, ROOT / "configs/chomsky/parity/deltanet.yaml", 0, 0.01)
+    assert main(["table", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| model | parity |")
+    neg = next(line for line in lines if line.startswith("| deltanet_neg |"))
+    median = statistics.median(scores)
+    mad = statistics.median(abs(s - median) for s in scores)
+    assert f"**{max(scores):.3f}** ({median:.3f} ± {mad:.3f}, n=3)" in neg
+    assert f"paper {TABLE3['deltanet_neg']['parity']:.3f}" in neg
+    order = [line.split("|")[1].strip() for line in lines[2:] if line.startswith("| ")]
+    assert order == ["deltanet", "deltanet_neg"]  # the paper's row order
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "p.png")]) == 0
+
+
+def test_train_refuses_an_existing_run_and_resume_of_a_finished_one_is_a_no_op(
+        trained: Path, capsys) -> None:
+    run = trained / "sweep" / "seed0"
+    assert main(["train", str(trained / "tiny.yaml"), "--out", str(run), "--quiet"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--set", "training.lr=1"]) == 2
+
+
+def test_the_installed_command_exits_2_on_a_config_error(tmp_path: Path) -> None:
+    bad = dict(TINY, training={**TINY["training"], "stpes": 5})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, "-m", "statetrack", "train",
+                           str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "training.stpes" in proc.stderr and "training.steps" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_demo_prints_a_side_by_side_table_and_the_plot(tmp_path: Path, capsys) -> None:
+    """The demo's plumbing on shortened copies of its configs (`make demo` shows the numbers)."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for path in (ROOT / "configs/demo").glob("*.yaml"):
+        raw = yaml.safe_load(path.read_text())
+        raw["training"].update(steps=4, warmup_steps=1, log_every=2)
+        raw["evaluation"].update(n=32)
+        (configs / path.name).write_text(yaml.safe_dump(raw))
+    out = tmp_path / "demo"
+    assert main(["demo", "--configs", str(configs), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "| lengths | DeltaNet [-1,1] | DeltaNet [0,1] |" in text
+    plot = out / "parity_deltanet.png"
+    assert f"plot: {plot}" in text and plot.read_bytes().startswith(PNG_MAGIC)
+    assert all((out / name / "summary.json").is_file()
+               for name in ("parity_deltanet_neg", "parity_deltanet"))

@@ -1,0 +1,191 @@
+"""The trainer: resume is exact, divergence keeps the last good checkpoint, batches are padded
+only to their longest example, evaluation by length is right for a known model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from statetrack.experiment import rundir, trainer
+from statetrack.experiment.config import validate
+from statetrack.experiment.evaluation import data_rng, evaluate, scaled_accuracy
+from statetrack.experiment.schedule import learning_rate
+from statetrack.experiment.trainer import TrainingDiverged, train
+from statetrack.tasks import get_task
+
+TINY = {
+    "name": "tiny",
+    "task": {"name": "parity"},
+    "model": {"d_model": 16, "n_layers": 1, "mixer": "deltanet",
+              "mixer_options": {"num_heads": 2, "eig_range": [-1, 1]}},
+    "training": {"steps": 12, "batch_size": 8, "min_len": 3, "max_len": 12, "lr": 3e-3,
+                 "warmup_steps": 3, "log_every": 3, "checkpoint_every": 4, "val_every": 6,
+                 "device": "cpu", "seed": 1, "data_seed": 2},
+    "evaluation": {"min_len": 12, "max_len": 30, "n": 48, "batch_size": 16, "val_n": 8},
+}
+TIMING = ("steps_per_second", "seconds")
+
+
+def tiny(**training: object):
+    raw = json.loads(json.dumps(TINY))
+    raw["training"].update(training)
+    return validate(raw)
+
+
+def untimed(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_at(monkeypatch: pytest.MonkeyPatch, at_step: int, poison: bool = False) -> None:
+    """Make the step loop fail at step ``at_step``: interrupt it, or poison a weight with NaN
+    so that the loss becomes NaN."""
+    original = trainer._train_step
+
+    def step(run, index, lr, params, sums):
+        if index == at_step:
+            if not poison:
+                raise Interrupt
+            with torch.no_grad():
+                params[0].fill_(float("nan"))
+        return original(run, index, lr, params, sums)
+
+    monkeypatch.setattr(trainer, "_train_step", step)
+
+
+def test_resume_reaches_the_same_weights_and_metrics_bitwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny()
+    whole = train(config, tmp_path / "whole", quiet=True)
+    with monkeypatch.context() as m:
+        stop_at(m, 10)  # after the checkpoint at step 8 and log lines up to step 9
+        with pytest.raises(Interrupt):
+            train(config, tmp_path / "cut", quiet=True)
+    assert not (tmp_path / "cut" / rundir.SUMMARY).exists()
+    resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
+    a = load_file(str(tmp_path / "whole/checkpoint/model.safetensors"))
+    b = load_file(str(tmp_path / "cut/checkpoint/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (untimed(rundir.read_metrics(tmp_path / "whole"))
+            == untimed(rundir.read_metrics(tmp_path / "cut")))
+    assert ((tmp_path / "whole/eval.csv").read_text()
+            == (tmp_path / "cut/eval.csv").read_text())
+    for key in ("accuracy", "scaled_accuracy", "steps", "final_train_loss"):
+        assert whole[key] == resumed[key]
+
+
+def test_checkpoints_hold_no_pickles_and_restore_the_optimizer(tmp_path: Path) -> None:
+    train(tiny(), tmp_path / "run", quiet=True)
+    files = sorted(p.name for p in (tmp_path / "run/checkpoint").iterdir())
+    assert files == ["model.safetensors", "optimizer.safetensors", "state.json"]
+    state = json.loads((tmp_path / "run/checkpoint/state.json").read_text())
+    tensors = load_file(str(tmp_path / "run/checkpoint/optimizer.safetensors"))
+    assert state["step"] == 12
+    assert any(k.endswith(".exp_avg_sq") for k in tensors) and "rng.torch" in tensors
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stop_at(monkeypatch, 9, poison=True)
+    with pytest.raises(TrainingDiverged, match="nan"):
+        train(tiny(), tmp_path / "run", quiet=True)
+    state = json.loads((tmp_path / "run/checkpoint/state.json").read_text())
+    weights = load_file(str(tmp_path / "run/checkpoint/model.safetensors"))
+    assert state["step"] == 8
+    assert all(torch.isfinite(w).all() for w in weights.values())
+    assert not (tmp_path / "run" / rundir.SUMMARY).exists()
+
+
+def test_training_batches_are_padded_only_to_their_longest_example(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny(steps=6, max_len=40)
+    task = get_task("parity")
+    widths: list[int] = []
+    original = trainer.build
+
+    def build(config, where=""):
+        task_, model = original(config, where)
+        forward = model.forward
+
+        def recording(tokens, state=None):
+            widths.append(tokens.shape[1])
+            return forward(tokens, state)
+
+        model.forward = recording
+        return task_, model
+
+    monkeypatch.setattr(trainer, "build", build)
+    train(config, tmp_path / "run", quiet=True)
+    t = config.training
+    expected = [int(task.sample(t.batch_size, t.min_len, t.max_len,
+                                data_rng(t.data_seed, 1, s)).lengths.max()) - task.answer_offset
+                for s in range(t.steps)]
+    assert widths[: t.steps] == expected
+    assert max(expected) < t.max_len  # the batches really are shorter than the longest length
+
+
+def test_metrics_log_the_scheduled_learning_rate(tmp_path: Path) -> None:
+    config = tiny()
+    train(config, tmp_path / "run", quiet=True)
+    records = rundir.read_metrics(tmp_path / "run")
+    t = config.training
+    assert [r["step"] for r in records] == list(range(t.log_every, t.steps + 1, t.log_every))
+    for r in records:
+        assert r["lr"] == learning_rate(r["step"] - 1, lr=t.lr, steps=t.steps,
+                                        warmup_steps=t.warmup_steps,
+                                        final_lr_factor=t.final_lr_factor)
+    assert all("val_accuracy" in r for r in records if r["step"] % t.val_every == 0
+               and r["step"] < t.steps)
+
+
+class ParityOracle(torch.nn.Module):
+    """Predicts the running parity of the bits read so far: right at every answer position."""
+
+    def forward(self, tokens: torch.Tensor, state: object = None):
+        ones = torch.cumsum((tokens == 1).long(), dim=1) % 2
+        return torch.nn.functional.one_hot(ones, 3).float(), state
+
+
+class Constant(torch.nn.Module):
+    def forward(self, tokens: torch.Tensor, state: object = None):
+        logits = torch.zeros(*tokens.shape, 3)
+        logits[..., 0] = 1.0
+        return logits, state
+
+
+def test_evaluation_by_length_of_known_models() -> None:
+    task = get_task("parity")
+    kwargs = dict(min_len=5, max_len=60, n=300, batch_size=64, device=torch.device("cpu"))
+    perfect = evaluate(ParityOracle(), task, rng=np.random.default_rng(0), **kwargs)
+    assert perfect.accuracy == 1.0 and perfect.scaled_accuracy == 1.0
+    assert sum(r.n for r in perfect.by_length) == 300
+    assert [r.length for r in perfect.by_length] == sorted({r.length for r in perfect.by_length})
+    constant = evaluate(Constant(), task, rng=np.random.default_rng(0), **kwargs)
+    data = task.sample(300, 5, 60, np.random.default_rng(0))
+    share = float((data.answers == 0).mean())  # "0" is right exactly when the parity is even
+    assert constant.accuracy == pytest.approx(share)
+    assert constant.scaled_accuracy == pytest.approx(scaled_accuracy(share, 2))
+
+
+def test_batches_drawn_ahead_in_a_thread_equal_those_drawn_in_place() -> None:
+    from statetrack.experiment.batches import Batches
+
+    config = tiny(steps=7)
+    task = get_task("parity")
+    cpu = torch.device("cpu")
+    ahead = Batches(task, config.training, cpu, start=2, ahead=3)
+    direct = Batches(task, config.training, cpu, start=2, ahead=0)
+    try:
+        for step in range(2, 7):
+            a, b = ahead.get(step), direct.get(step)
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    finally:
+        ahead.close()
