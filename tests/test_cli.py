@@ -87,9 +87,10 @@ def test_table_and_plot_accept_a_root_directory(trained: Path, capsys) -> None:
     assert png.read_bytes().startswith(PNG_MAGIC)
 
 
-def fake_run(root: Path, config_path: Path, seed: int, scaled: float) -> None:
+def fake_run(root: Path, config_path: Path, seed: int, scaled: float,
+             set_: list[str] | None = None) -> None:
     """A run directory as train leaves it, written by hand (reports read only these files)."""
-    config = load_config(config_path, [f"training.seed={seed}"])
+    config = load_config(config_path, [f"training.seed={seed}", *(set_ or [])])
     run = root / config.task.name / config.name / f"seed{seed}"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(config.to_yaml())
@@ -155,3 +156,17 @@ def test_demo_prints_a_side_by_side_table_and_the_plot(tmp_path: Path, capsys) -
     assert f"plot: {plot}" in text and plot.read_bytes().startswith(PNG_MAGIC)
     assert all((out / name / "summary.json").is_file()
                for name in ("parity_deltanet_neg", "parity_deltanet"))
+
+
+def test_table_keeps_task_variants_in_separate_columns(tmp_path: Path, capsys) -> None:
+    """Brackets with and without '*' are different tasks: their seeds are never pooled."""
+    config = ROOT / "configs/chomsky/mod_arith_brackets/deltanet_neg.yaml"
+    fake_run(tmp_path / "plain", config, 0, 0.25)
+    fake_run(tmp_path / "mult", config, 0, 0.75, set_=["task.options.mult=true"])
+    assert main(["table", str(tmp_path)]) == 0
+    header, _, row = capsys.readouterr().out.splitlines()[:3]
+    columns = [c.strip() for c in header.split("|")[2:-1]]
+    assert columns == ["mod_arith_brackets", "mod_arith_brackets (mult=True)"]
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    assert "**0.250** (0.250 ± 0.000, n=1)" in cells[0]
+    assert "**0.750** (0.750 ± 0.000, n=1)" in cells[1]

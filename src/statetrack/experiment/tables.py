@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,7 +42,7 @@ def collect(run_dirs: list[Path]) -> dict[tuple[str, str], Cell]:
     for run_dir in run_dirs:
         summary = rundir.read_json(run_dir / rundir.SUMMARY)
         config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-        cell = cells.setdefault((config["name"], config["task"]["name"]), Cell())
+        cell = cells.setdefault((config["name"], task_label(config["task"])), Cell())
         cell.scores.append(float(summary["scaled_accuracy"]))
         value = paper_value(config)
         cell.all_paper = cell.all_paper and value is not None
@@ -49,10 +50,23 @@ def collect(run_dirs: list[Path]) -> dict[tuple[str, str], Cell]:
     return cells
 
 
+def task_label(task: dict[str, Any]) -> str:
+    """The column of a run: the task's name, plus every option that differs from its default,
+    so that runs of one task under different options (brackets with and without ``*``) are
+    never pooled into one cell."""
+    from statetrack.tasks import task_options
+
+    defaults = task_options(task["name"])
+    changed = {k: v for k, v in sorted(task.get("options", {}).items()) if defaults.get(k) != v}
+    if not changed:
+        return task["name"]
+    return f"{task['name']} ({', '.join(f'{k}={v}' for k, v in changed.items())})"
+
+
 def markdown_table(run_dirs: list[Path]) -> str:
     cells = collect(run_dirs)
     models = sorted({m for m, _ in cells}, key=_order(PAPER_MODEL_ORDER))
-    tasks = sorted({t for _, t in cells}, key=_order(PAPER_TASKS))
+    tasks = sorted({t for _, t in cells}, key=_task_order)
     lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for model in models:
         row = [cells.get((model, task), Cell()).render() for task in tasks]
@@ -62,6 +76,10 @@ def markdown_table(run_dirs: list[Path]) -> str:
                  "over seeds, n = seeds); paper = Table 3 of Grazzi et al. (best of 3 seeds), "
                  "shown where the runs follow the paper's config.")
     return "\n".join(lines)
+
+
+def _task_order(label: str) -> tuple[int, str]:
+    return _order(PAPER_TASKS)(label.split(" (")[0])[0], label
 
 
 def _order(preferred: tuple[str, ...]):
