@@ -152,7 +152,7 @@ def test_demo_prints_a_side_by_side_table_and_the_plot(tmp_path: Path, capsys) -
     assert main(["demo", "--configs", str(configs), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "| lengths | DeltaNet [-1,1] | DeltaNet [0,1] |" in text
-    plot = out / "parity_deltanet.png"
+    plot = out / "parity_deltanet_neg_vs_deltanet.png"
     assert f"plot: {plot}" in text and plot.read_bytes().startswith(PNG_MAGIC)
     assert all((out / name / "summary.json").is_file()
                for name in ("parity_deltanet_neg", "parity_deltanet"))

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             return 1
         run_dirs.append(run_dir)
         rows.append((label, summary, read_eval_csv(run_dir / "eval.csv")))
-    plot = plot_runs(run_dirs, args.out / "parity_deltanet.png",
+    plot = plot_runs(run_dirs, args.out / "parity_deltanet_neg_vs_deltanet.png",
                      title="parity: DeltaNet [-1,1] vs [0,1] (trained on lengths 3–40)")
     print()
     print(side_by_side(rows))
