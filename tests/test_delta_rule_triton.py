@@ -96,7 +96,8 @@ def test_triton_kernels_under_interpreter() -> None:
     env = dict(os.environ, TRITON_INTERPRET="1", STATETRACK_TRITON_POISON="1",
                PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run(
-        [sys.executable, str(CHECK_SCRIPT), "--device", "cpu", "--T", "3", "70",
+        [sys.executable, str(ROOT / "tests" / "triton_interpreter_shim.py"), str(CHECK_SCRIPT),
+         "--device", "cpu", "--T", "3", "70",
          "--dims", "1", "2", "16", "--V", "24"],
         env=env, capture_output=True, text=True, timeout=240,
     )

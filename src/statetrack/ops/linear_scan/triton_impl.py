@@ -39,11 +39,7 @@ def _ls_fwd_kernel(a, b, h0, h, hT, T, F, BT: tl.constexpr, BF: tl.constexpr,
     if HAS_H0:
         b_h = tl.load(h0 + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
     last = (tl.arange(0, BT) == BT - 1)[:, None]
-    # a while loop, not range(...): triton 3.6's interpreter takes int() of a runtime scalar
-    # (a 1-element array), which numpy >= 2.4 rejects (triton-lang/triton#9171); compiled, the
-    # PTX is the same as the for loop's
-    t0 = 0
-    while t0 < T:
+    for t0 in range(0, T, BT):
         o_t = t0 + tl.arange(0, BT)
         m = (o_t < T)[:, None] & m_f[None, :]
         o = i_b * T * F + o_t[:, None] * F + o_f[None, :]
@@ -54,7 +50,6 @@ def _ls_fwd_kernel(a, b, h0, h, hT, T, F, BT: tl.constexpr, BF: tl.constexpr,
         b_hs = c_a * b_h[None, :] + c_b
         tl.store(h + o, b_hs.to(h.dtype.element_ty), mask=m)
         b_h = tl.sum(tl.where(last, b_hs, 0.0), axis=0)
-        t0 += BT
     tl.store(hT + i_b * F + o_f, b_h, mask=m_f)
 
 
@@ -74,8 +69,7 @@ def _ls_bwd_kernel(a, h0, h, dh, dhT, da, db, dh0, T, F, BT: tl.constexpr, BF: t
         b_h0 = tl.load(h0 + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
     first = (tl.arange(0, BT) == 0)[:, None]
     n_c = tl.cdiv(T, BT)
-    i_r = 0
-    while i_r < n_c:  # not range(n_c): see _ls_fwd_kernel
+    for i_r in range(n_c):
         o_t = (n_c - 1 - i_r) * BT + tl.arange(0, BT)
         m = (o_t < T)[:, None] & m_f[None, :]
         o = i_b * T * F + o_t[:, None] * F + o_f[None, :]
@@ -91,7 +85,6 @@ def _ls_bwd_kernel(a, h0, h, dh, dhT, da, db, dh0, T, F, BT: tl.constexpr, BF: t
         tl.store(db + o, b_gs.to(db.dtype.element_ty), mask=m)
         tl.store(da + o, (b_gs * b_hp).to(da.dtype.element_ty), mask=m)
         b_g = tl.sum(tl.where(first, b_gs, 0.0), axis=0)
-        i_r += 1
     b_a0 = tl.load(a + i_b * T * F + o_f, mask=m_f, other=1.0).to(tl.float32)
     tl.store(dh0 + i_b * F + o_f, b_a0 * b_g, mask=m_f)
 

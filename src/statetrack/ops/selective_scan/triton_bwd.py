@@ -137,8 +137,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     NC: tl.constexpr = SEG // BT
     o_sc = scratch + pid * NC * NP * BD + o_n[:, None] * BD + tl.arange(0, BD)[None, :]
     n_seg = tl.cdiv(T, SEG)
-    i_r = 0
-    while i_r < n_seg:  # not range(n_seg): see ss_fwd_kernel
+    for i_r in range(n_seg):
         i_s = n_seg - 1 - i_r
         b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
                       mask=m_nd, other=0.0)
@@ -162,7 +161,6 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                 b_dA += c_dA
                 b_dD += c_dD
                 b_dbias += c_dbias
-        i_r += 1
     tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
     tl.store(dA_part + i_b * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
              mask=m_nd)

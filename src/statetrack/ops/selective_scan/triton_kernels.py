@@ -113,11 +113,7 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
     if HAS_H0:
         b_h = tl.load(h0 + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
     n_seg = tl.cdiv(T, SEG)
-    # a while loop, not range(n_seg): triton 3.6's interpreter takes int() of a runtime scalar
-    # (a 1-element array), which numpy >= 2.4 rejects (triton-lang/triton#9171); compiled, the
-    # PTX is the same as the for loop's
-    i_s = 0
-    while i_s < n_seg:
+    for i_s in range(n_seg):
         if SAVE:
             p_s = hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :]
             tl.store(p_s, b_h, mask=m_nd)
@@ -126,5 +122,4 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
             if t0 < T:
                 b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d,
                                  o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
-        i_s += 1
     tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
