@@ -170,3 +170,20 @@ def test_table_keeps_task_variants_in_separate_columns(tmp_path: Path, capsys) -
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert "**0.250** (0.250 ± 0.000, n=1)" in cells[0]
     assert "**0.750** (0.750 ± 0.000, n=1)" in cells[1]
+
+
+def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> None:
+    config = ROOT / "configs/chomsky/parity"
+    fake_run(tmp_path, config / "deltanet_neg.yaml", 0, 0.9)
+    fake_run(tmp_path, config / "deltanet.yaml", 0, 0.1)
+    fake_run(tmp_path / "mult", ROOT / "configs/chomsky/mod_arith_brackets/deltanet.yaml", 0,
+             0.2, set_=["task.options.mult=true"])
+    png = tmp_path / "only_neg.png"
+    assert main(["plot", str(tmp_path), "--models", "deltanet_neg", "--out", str(png)]) == 0
+    assert "plot of 1 run(s)" in capsys.readouterr().out
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "all.png")]) == 0
+    assert "plot of 3 run(s)" in capsys.readouterr().out
+    assert main(["plot", str(tmp_path), "--models", "mamba"]) == 2
+    err = capsys.readouterr().err
+    assert "mamba" in err and "deltanet, deltanet_neg" in err

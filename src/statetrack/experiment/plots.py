@@ -30,20 +30,64 @@ def binned(rows: list[dict], min_n: int = 32) -> tuple[list[float], list[float]]
 def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path:
     """Draw each run's eval.csv (accuracy by task length) into one PNG at ``out``.
 
-    Reads run directories only: config.yaml, eval.csv and (if present) summary.json."""
+    One panel per task (a task with non-default options is its own panel), one line per run,
+    one colour per model so that its seeds read as a bundle, the training lengths shaded and
+    chance dotted. Reads run directories only: config.yaml, eval.csv and summary.json."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
-    train_lo, train_hi, chances = None, None, set()
+    from statetrack.experiment.tables import task_label
+
+    runs = []
     for run_dir in map(Path, run_dirs):
         config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
         summary_path = run_dir / rundir.SUMMARY
         summary = rundir.read_json(summary_path) if summary_path.exists() else {}
-        lengths, accuracy = binned(rundir.read_eval_csv(run_dir / rundir.EVAL))
-        ax.plot(lengths, accuracy, lw=1.2, marker=".", ms=3, label=run_label(config, summary))
+        runs.append((task_label(config["task"]), config, summary,
+                     binned(rundir.read_eval_csv(run_dir / rundir.EVAL))))
+    panels = sorted({r[0] for r in runs})
+    models = sorted({r[1]["name"] for r in runs})
+    colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    ncols = min(len(panels), 2)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 + 5.5 * ncols, 0.5 + 3.7 * nrows),
+                             dpi=120, squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    default_title = "accuracy by length (dotted: chance)"
+    for ax, panel in zip(axes, panels, strict=False):
+        _draw_panel(ax, [r for r in runs if r[0] == panel], colour)
+        ax.set_title(panel if len(panels) > 1 else title or f"{panel}: {default_title}")
+        ax.set_ylabel("accuracy")
+    if len(panels) > 1:
+        fig.suptitle(title or default_title, fontsize=11)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _draw_panel(ax, runs: list, colour: dict) -> None:
+    """The runs of one task: seeds of a model share its colour and one legend entry."""
+    counts: dict[str, int] = {}
+    for _, config, _, _ in runs:
+        counts[config["name"]] = counts.get(config["name"], 0) + 1
+    labelled: set[str] = set()
+    train_lo, train_hi, chances = None, None, set()
+    for _, config, summary, (lengths, accuracy) in runs:
+        name = config["name"]
+        if counts[name] == 1:
+            label = run_label(config, summary)
+        else:
+            label = None if name in labelled else f"{name} ({counts[name]} seeds)"
+        labelled.add(name)
+        ax.plot(lengths, accuracy, lw=1.2, marker=".", ms=3, color=colour[name], label=label,
+                alpha=1.0 if counts[name] == 1 else 0.7)
         t = config["training"]
         train_lo = t["min_len"] if train_lo is None else min(train_lo, t["min_len"])
         train_hi = t["max_len"] if train_hi is None else max(train_hi, t["max_len"])
@@ -55,14 +99,6 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
     for chance in sorted(chances):
         ax.axhline(chance, color="0.4", ls=":", lw=1)
     ax.set_xlabel("sequence length")
-    ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title or "accuracy by length (dotted: chance)")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -14,17 +13,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from statetrack.experiment.rundir import find_run_dirs
+    from statetrack.experiment.commands import finished_runs
     from statetrack.experiment.tables import markdown_table
 
-    try:
-        run_dirs = find_run_dirs(args.paths)
-    except FileNotFoundError as err:
-        print(f"statetrack table: error: {err}", file=sys.stderr)
-        return 2
-    if not run_dirs:
-        print(f"statetrack table: error: no finished run (summary.json) under "
-              f"{', '.join(map(str, args.paths))}", file=sys.stderr)
+    run_dirs = finished_runs(args.paths, "table")
+    if run_dirs is None:
         return 2
     table = markdown_table(run_dirs)
     print(table)
