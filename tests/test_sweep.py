@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from statetrack.experiment import sweep as sweep_cmd
 from statetrack.experiment.sweep_launch import local_slots
-from statetrack.experiment.sweep_run import DONE, PARTIAL, TODO, Progress, point_state
+from statetrack.experiment.sweep_run import DONE, NOT_STARTED, PARTIAL, Progress, point_state
 from statetrack.experiment.sweep_spec import (
     SEED_KEY,
     SweepError,
@@ -241,11 +241,11 @@ def test_resume_skips_finished_points_and_resumes_partial_ones(tmp_path: Path, c
     (done.run_dir / "summary.json").write_text("{}")
     (partial.run_dir / "checkpoint").mkdir()
     (partial.run_dir / "checkpoint" / "state.json").write_text("{}")
-    assert [point_state(p) for p in points] == [DONE, PARTIAL, TODO, TODO]
+    assert [point_state(p) for p in points] == [DONE, PARTIAL, NOT_STARTED, NOT_STARTED]
     assert run_sweep([str(path), "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert all(f"{s:<8}{p.name}" in listed
-               for s, p in zip([DONE, PARTIAL, TODO, TODO], points, strict=True))
+               for s, p in zip([DONE, PARTIAL, NOT_STARTED, NOT_STARTED], points, strict=True))
 
     command = fake_train(tmp_path)
     assert run_sweep([str(path), "--workers", "2", "--train-command", command]) == 0
@@ -276,7 +276,7 @@ def test_a_failing_run_is_reported_with_its_log_and_the_others_finish(
     err = capsys.readouterr().err
     assert f"FAILED {points[1].name} (exit 3); log: {points[1].log_path}" in err
     assert "boom" in err and "boom" in points[1].log_path.read_text()
-    assert [point_state(p) for p in points] == [DONE, TODO, DONE]
+    assert [point_state(p) for p in points] == [DONE, NOT_STARTED, DONE]
     assert len(calls(tmp_path)) == 3
 
 

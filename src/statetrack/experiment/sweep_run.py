@@ -23,7 +23,7 @@ from typing import IO, Any
 from statetrack.experiment.rundir import CONFIG, SUMMARY
 from statetrack.experiment.sweep_spec import Point
 
-DONE, PARTIAL, TODO = "done", "partial", "todo"
+DONE, PARTIAL, NOT_STARTED = "done", "partial", "todo"
 
 
 def point_state(point: Point) -> str:
@@ -31,10 +31,10 @@ def point_state(point: Point) -> str:
     if (point.run_dir / SUMMARY).is_file():
         return DONE
     if not (point.run_dir / CONFIG).is_file():
-        return TODO
+        return NOT_STARTED
     from statetrack.experiment.checkpoint import checkpoint_dir  # imports torch: only if needed
 
-    return PARTIAL if checkpoint_dir(point.run_dir) is not None else TODO
+    return PARTIAL if checkpoint_dir(point.run_dir) is not None else NOT_STARTED
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def move_aside(run_dir: Path) -> Path:
 def start(point: Point, command: TrainCommand, env: Mapping[str, str]) -> subprocess.Popen:
     """Launch the point's train process (stdout and stderr to its log) and return at once."""
     state = point_state(point)
-    stale = move_aside(point.run_dir) if state == TODO and point.run_dir.exists() else None
+    stale = move_aside(point.run_dir) if state == NOT_STARTED and point.run_dir.exists() else None
     argv = command.argv(point, resume=state == PARTIAL)
     with open_log(point, argv) as log:
         if stale is not None:

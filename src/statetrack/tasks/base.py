@@ -14,6 +14,7 @@ A batch is as long as its longest row; shorter rows are right-padded with ``pad_
 
 from __future__ import annotations
 
+import abc
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -51,7 +52,7 @@ def _check_int(value: Any, name: str) -> int:
     return int(value)
 
 
-class Task:
+class Task(abc.ABC):
     """A formal language with one supervised answer per sequence.
 
     Subclasses set ``name``, ``min_length`` (the smallest task length ``s`` they generate) and
@@ -69,6 +70,7 @@ class Task:
     num_classes: int
 
     # ----------------------------------------------------------------- to implement
+    @abc.abstractmethod
     def _generate(self, lengths: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray,
                                                                                np.ndarray]:
         """Draw the examples of task lengths ``lengths`` [n].
@@ -76,7 +78,6 @@ class Task:
         Returns ``inputs`` int64 ``[n, T]`` with ``T = max(lengths) − answer_offset`` (rows
         right-padded with ``pad_id``) and ``answers`` int64 ``[n]`` (token ids).
         """
-        raise NotImplementedError
 
     def _draw_lengths(self, n: int, min_len: int, max_len: int,
                       rng: np.random.Generator) -> np.ndarray:
