@@ -167,3 +167,18 @@ def test_mlstm_parallel_equals_recurrent() -> None:
     torch.testing.assert_close(h_par2, h_rec2, rtol=1e-10, atol=1e-10)
     h_all, _ = mlstm_recurrent(q, k, v, i, f)
     torch.testing.assert_close(h_par2, h_all[:, :, second], rtol=1e-10, atol=1e-10)
+
+
+def test_deltaproduct_forget_gate_acts_once_per_token() -> None:
+    """With use_gate and n Householder factors, only the first factor of a token is scaled by
+    the forget gate α ∈ (0, 1): the eigenvalue along k_j is α(1 − β_1) for j = 1 and 1 − β_j
+    after, as the forward pass applies them (measured through the op)."""
+    torch.manual_seed(0)
+    layer = build_mixer("deltanet", 16, {"num_householder": 3, "use_gate": True,
+                                         "eig_range": [-1, 1], "num_heads": 2}).double()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    lam = layer.transition_eigenvalues(x)  # [B, T, n, H]
+    _, _, _, beta, alpha, *_ = layer._features(x, None)
+    assert torch.all((alpha[:, :, 0] > 0) & (alpha[:, :, 0] < 1))
+    torch.testing.assert_close(lam[:, :, 0], alpha[:, :, 0] * (1 - beta[:, :, 0]))
+    torch.testing.assert_close(lam[:, :, 1:], 1 - beta[:, :, 1:])
