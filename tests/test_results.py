@@ -1,0 +1,36 @@
+"""The committed results are self-consistent and rebuild: every summary's accuracy is the
+n-weighted mean of its per-length CSV, and `statetrack table` rebuilds a row per run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from statetrack.cli import main
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+RUNS = sorted(p.parent for p in RESULTS.rglob("summary.json"))
+
+
+@pytest.mark.parametrize("run", RUNS, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_summary_accuracy_is_the_mean_of_its_eval_csv(run: Path) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    with open(run / "eval.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    n = sum(int(r["n"]) for r in rows)
+    accuracy = sum(int(r["n"]) * float(r["accuracy"]) for r in rows) / n
+    assert n == summary["eval_n"]
+    assert accuracy == pytest.approx(summary["accuracy"], abs=1e-6)  # the CSV keeps 6 digits
+    assert (run / "config.yaml").is_file() and not (run / "checkpoint").exists()
+
+
+def test_table_rebuilds_from_committed_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert RUNS, "results/ holds committed runs"
+    assert main(["table", str(RESULTS)]) == 0
+    out = capsys.readouterr().out
+    for run in RUNS:
+        summary = json.loads((run / "summary.json").read_text())
+        assert f"| {summary['model']} |" in out
