@@ -4,7 +4,7 @@ recurrence."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,9 @@ from statetrack.eig import EigRange
 from statetrack.layers._common import HeadNorm, ShortConv, check_heads, no_eig_range
 from statetrack.layers.registry import register
 
+# "reference" and "auto" (the option values every mixer shares) run the torch loop: it is the
+# reference, and "auto" must not pick the Triton kernel before it has been checked on a GPU
+SLSTM_BACKENDS = ("torch", "triton", "auto", "reference")
 # (conv buffer [B, k−1, d], y, c, n, m [B, H, D])
 SLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -27,8 +30,9 @@ class SLSTM(nn.Module):
     ``m_t = max(log σ(f̃_t) + m_{t−1}, ĩ_t)``; ``i' = exp(ĩ − m_t)``,
     ``f' = exp(log σ(f̃) + m_{t−1} − m_t)``; ``c_t = f' c + i' tanh(z̃)``; ``n_t = f' n + i'``;
     ``y_t = σ(õ) c_t / n_t``; output ``headnorm(y)``. The zero state has m = −inf, so the
-    first step sets m = ĩ. A token loop; there is no linear transition to extend, so
-    ``eig_range`` must stay [0, 1].
+    first step sets m = ĩ. A token loop (``backend`` "torch", "reference" or, for now, "auto")
+    or one fused Triton kernel (``backend="triton"``, CUDA only); there is no linear transition
+    to extend, so ``eig_range`` must stay [0, 1].
     """
 
     def __init__(
@@ -38,9 +42,14 @@ class SLSTM(nn.Module):
         num_heads: int = 4,
         conv_kernel: int = 4,
         eig_range: Sequence[float] | str | EigRange = (0.0, 1.0),
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         no_eig_range("slstm", eig_range)
+        if backend not in SLSTM_BACKENDS:
+            raise ValueError(f"slstm backend: expected one of {', '.join(SLSTM_BACKENDS)}, "
+                             f"got {backend!r}")
+        self.backend = backend  # "torch" by default until tests/test_slstm_triton.py ran on a GPU
         D = self.head_dim = check_heads(d_model, num_heads)
         H = self.num_heads = num_heads
         self.conv = ShortConv(d_model, conv_kernel)
@@ -70,18 +79,47 @@ class SLSTM(nn.Module):
             torch.einsum("bthi,hoi->btho", src, self.W[g])
             for g, src in enumerate((xc, xc, xh, xh))
         ], dim=2) + self.bias  # [B, T, 4, H, D]
-        y, c, n, m = self._zero_state(x) if state is None else state[1:]
-        ys = []
-        for t in range(T):
-            raw = Wx[:, t] + torch.einsum("bhi,higo->bgho", y, self.R)
-            i, f, z, o = raw.unbind(1)
-            logf_m = F.logsigmoid(f) + m
-            m_new = torch.maximum(logf_m, i)
-            fp, ip = torch.exp(logf_m - m_new), torch.exp(i - m_new)
-            c = fp * c + ip * torch.tanh(z)
-            n = fp * n + ip  # f' = 1 or i' = 1 at every step, so n >= 1: never near zero
-            y = torch.sigmoid(o) * c / n
-            m = m_new
-            ys.append(y)
-        out = self.out_norm(torch.stack(ys, dim=1)).reshape(B, T, d)
+        if self.backend == "triton":
+            ys, (y, c, n, m) = _triton_recurrence()(
+                Wx, self.R, None if state is None else state[1:])
+        else:
+            y, c, n, m = self._zero_state(x) if state is None else state[1:]
+            ys, (y, c, n, m) = slstm_recurrence_torch(Wx, self.R, y, c, n, m)
+        out = self.out_norm(ys).reshape(B, T, d)
         return out, (buf, y, c, n, m)
+
+
+def slstm_recurrence_torch(
+    Wx: torch.Tensor, R: torch.Tensor, y: torch.Tensor, c: torch.Tensor, n: torch.Tensor,
+    m: torch.Tensor,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The sLSTM token loop (the reference of the Triton backend).
+
+    Wx ``[B, T, 4, H, D]`` (gates i, f, z, o, bias included), R ``[H, D, 4, D]``, state
+    y, c, n, m ``[B, H, D]`` (m = −inf for the zero state) → (ys ``[B, T, H, D]``,
+    (y, c, n, m) after the last step).
+    """
+    ys = []
+    for t in range(Wx.shape[1]):
+        raw = Wx[:, t] + torch.einsum("bhi,higo->bgho", y, R)
+        i, f, z, o = raw.unbind(1)
+        logf_m = F.logsigmoid(f) + m
+        m_new = torch.maximum(logf_m, i)
+        fp, ip = torch.exp(logf_m - m_new), torch.exp(i - m_new)
+        c = fp * c + ip * torch.tanh(z)
+        n = fp * n + ip  # f' = 1 or i' = 1 at every step, so n >= 1: never near zero
+        y = torch.sigmoid(o) * c / n
+        m = m_new
+        ys.append(y)
+    return torch.stack(ys, dim=1), (y, c, n, m)
+
+
+def _triton_recurrence() -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+    """``slstm_triton.slstm_recurrence_triton``, imported only when asked for (Triton is an
+    optional dependency)."""
+    try:
+        from statetrack.layers.slstm_triton import slstm_recurrence_triton
+    except ImportError as err:
+        raise ValueError("slstm backend='triton' needs the triton package: "
+                         "pip install statetrack[gpu]") from err
+    return slstm_recurrence_triton
