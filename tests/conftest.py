@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -23,3 +25,20 @@ def poison_chunked_scan_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
     from statetrack.ops.linear_scan import chunked
 
     monkeypatch.setattr(chunked, "POISON", True)
+
+
+@pytest.fixture
+def nan_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every torch.empty / empty_like during the test is NaN-filled: unwritten outputs show."""
+    empty, empty_like = torch.empty, torch.empty_like
+
+    def nan_empty(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 (mirrors torch.empty)
+        out = empty(*args, **kwargs)
+        return out.fill_(math.nan) if out.is_floating_point() else out
+
+    def nan_empty_like(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = empty_like(*args, **kwargs)
+        return out.fill_(math.nan) if out.is_floating_point() else out
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+    monkeypatch.setattr(torch, "empty_like", nan_empty_like)

@@ -8,7 +8,6 @@ shapes in a subprocess (the variable must be set before triton is imported).
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import subprocess
 import sys
@@ -101,29 +100,12 @@ def ls_check(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, dtype: torch.dt
     assert not bad, f"{dtype}: relative errors over {tol}: {bad}"
 
 
-@pytest.fixture
-def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every torch.empty / empty_like during the test is NaN-filled: unwritten outputs show."""
-    empty, empty_like = torch.empty, torch.empty_like
-
-    def nan_empty(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 (mirrors torch.empty)
-        out = empty(*args, **kwargs)
-        return out.fill_(math.nan) if out.is_floating_point() else out
-
-    def nan_empty_like(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        out = empty_like(*args, **kwargs)
-        return out.fill_(math.nan) if out.is_floating_point() else out
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
-    monkeypatch.setattr(torch, "empty_like", nan_empty_like)
-
-
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("eig", RANGES, ids=str)
-@pytest.mark.usefixtures("poisoned")
+@pytest.mark.usefixtures("nan_empty")
 def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange
                                                  ) -> None:
     """Compiled kernels: outputs, h_T and all 9 gradients within 1e-4 (fp32) / 1e-2 (bf16)."""
@@ -136,7 +118,7 @@ def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig
 @needs_cuda
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.usefixtures("poisoned")
+@pytest.mark.usefixtures("nan_empty")
 def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
     """Compiled kernels with a ∈ {−1, 0, 1} at many steps: h, h_T, da, db, dh0 match."""
     gen = torch.Generator().manual_seed(T)

@@ -204,29 +204,12 @@ def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "interpreted kernels ok" in proc.stdout, proc.stderr[-3000:]
 
 
-@pytest.fixture
-def poisoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every torch.empty / empty_like during the test is NaN-filled: unwritten outputs show."""
-    empty, empty_like = torch.empty, torch.empty_like
-
-    def nan_empty(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 (mirrors torch.empty)
-        out = empty(*args, **kwargs)
-        return out.fill_(math.nan) if out.is_floating_point() else out
-
-    def nan_empty_like(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        out = empty_like(*args, **kwargs)
-        return out.fill_(math.nan) if out.is_floating_point() else out
-
-    monkeypatch.setattr(torch, "empty", nan_empty)
-    monkeypatch.setattr(torch, "empty_like", nan_empty_like)
-
-
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("T", [1, 40, 256])
 @pytest.mark.parametrize("D", [32, 64, 20])
 @pytest.mark.parametrize("state", ["none", "carried", "zero", "tie"])
-@pytest.mark.usefixtures("poisoned")
+@pytest.mark.usefixtures("nan_empty")
 def test_recurrence_triton_matches_float64_loop(T: int, D: int, state: str) -> None:
     """Compiled kernels, fp32: ys, final state and all gradients within 1e-4 of float64."""
     check_recurrence(4, T, 3, D, state, "cuda", 1e-4, seed=T + D)
@@ -236,7 +219,7 @@ def test_recurrence_triton_matches_float64_loop(T: int, D: int, state: str) -> N
 @needs_cuda
 @pytest.mark.parametrize("T", [1, 40, 256])
 @pytest.mark.parametrize(("autocast", "tol"), [(False, 1e-4), (True, 1e-2)], ids=["fp32", "bf16"])
-@pytest.mark.usefixtures("poisoned")
+@pytest.mark.usefixtures("nan_empty")
 def test_mixer_triton_matches_torch(T: int, autocast: bool, tol: float) -> None:
     """The paper's shape (d_model 128, 4 heads of 32), fp32 and bf16 autocast: outputs, carried
     state and every gradient of backend="triton" within tol of backend="torch"."""
