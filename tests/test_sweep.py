@@ -214,6 +214,22 @@ def test_cli_reports_a_bad_sweep_file_with_exit_status_2(tmp_path, capsys) -> No
         parse_set(["training.steps"])
 
 
+def test_first_starts_the_matching_points_first_and_keeps_the_order_otherwise(
+        tmp_path: Path, capsys) -> None:
+    path = write_sweep(tmp_path / "ok.yaml", grid_sweep(tmp_path))
+    assert run_sweep([str(path), "--dry-run"]) == 0
+    plain = [ln.split()[1] for ln in capsys.readouterr().out.splitlines()[:-1]]
+    assert run_sweep([str(path), "--dry-run", "--first", "parity/*",
+                      "--first", "*-mult/*"]) == 0
+    ordered = [ln.split()[1] for ln in capsys.readouterr().out.splitlines()[:-1]]
+    groups = [0 if n.startswith("parity/") else 1 if "-mult/" in n else 2 for n in plain]
+    assert sorted(ordered) == sorted(plain) and groups.count(0) == 8 and groups.count(1) == 8
+    assert ordered == [n for g in (0, 1, 2) for n, k in zip(plain, groups, strict=True)
+                       if k == g]
+    assert run_sweep([str(path), "--dry-run", "--first", "nothing/*"]) == 2
+    assert "--first nothing/*" in capsys.readouterr().err
+
+
 def test_a_point_the_config_schema_rejects_stops_the_sweep_before_any_launch(
     tmp_path: Path, capsys
 ) -> None:
@@ -289,9 +305,13 @@ def test_a_train_command_that_cannot_start_is_a_reported_failure(tmp_path: Path,
     assert capsys.readouterr().err.count("could not start") == 2
 
 
-def test_local_slots_cover_each_gpu_k_times_or_share_the_cpu() -> None:
+def test_local_slots_cover_each_gpu_k_times_or_share_the_cpu(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 12)
     slots = local_slots(per_gpu=3, workers=None, gpus=["2", "5"])
     assert sorted(s.env["CUDA_VISIBLE_DEVICES"] for s in slots) == ["2"] * 3 + ["5"] * 3
+    assert all(s.env["OMP_NUM_THREADS"] == "2" for s in slots)  # 12 cores over 6 runs
     assert {s.env["CUDA_VISIBLE_DEVICES"] for s in slots[:2]} == {"2", "5"}  # spread first
     cpu = local_slots(per_gpu=1, workers=4, gpus=[])
     assert len(cpu) == 4 and all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in cpu)

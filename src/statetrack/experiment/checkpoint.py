@@ -91,7 +91,10 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module,
             state.setdefault(int(index), {})[name] = value
     for index, entries in meta["optimizer_scalars"].items():
         state.setdefault(int(index), {}).update(entries)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = [{**saved, **_device_settings(current)}
+              for saved, current in zip(meta["param_groups"], optimizer.param_groups,
+                                strict=False)]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
     _restore_rng(tensors)
     return TrainState(meta["step"], meta["wall_seconds"], meta["log_sums"])
 
@@ -112,8 +115,22 @@ def _split_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, 
     return tensors, scalars
 
 
+# How this process runs the optimizer, not what it learnt: kept from the optimizer a run is
+# resumed into (a run checkpointed on a GPU with CUDA graphs may resume eagerly on a CPU).
+_DEVICE_SETTINGS = ("fused", "foreach", "capturable", "lr")
+
+
+def _device_settings(group: dict[str, Any]) -> dict[str, Any]:
+    """A group's device-specific settings; a tensor learning rate (CUDA graphs) is kept as the
+    same tensor, a float one is reset by the schedule at the next step anyway."""
+    return {key: group[key] for key in _DEVICE_SETTINGS if key in group}
+
+
 def _json_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     groups = optimizer.state_dict()["param_groups"]
+    for group in groups:  # a CUDA-graph run keeps its learning rate in a device tensor
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
     try:
         return json.loads(json.dumps(groups))
     except TypeError as err:

@@ -56,6 +56,7 @@ class TrainingSection:
     log_every: int = 100
     val_every: int = 1000  # 0: no periodic validation
     checkpoint_every: int = 1000  # 0: only at the end
+    cuda_graphs: bool = True  # on CUDA, replay each padded length's step as a CUDA graph
 
 
 @dataclass

@@ -53,6 +53,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="run only points whose name matches, e.g. 'parity/*' (repeatable)")
+    parser.add_argument("--first", action="append", default=[], metavar="PATTERN",
+                        help="start points whose name matches before the others, in the "
+                        "order of the patterns, e.g. 'parity/*' (repeatable)")
     parser.add_argument("--dry-run", action="store_true",
                         help="list the points and their state (done / partial / todo) and stop")
     parser.add_argument(
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             points = [p for p in points if any(fnmatch.fnmatchcase(p.name, o) for o in args.only)]
             if not points:
                 raise SweepError(f"--only {' '.join(args.only)}: no point of the sweep matches")
+        points = prioritise(points, args.first)
         check_points(points)
     except SweepError as err:
         print(f"statetrack sweep: {err}", file=sys.stderr)
@@ -120,6 +124,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{sweep.name}] {len(failures)} of {len(todo)} runs failed", file=sys.stderr)
         return 1
     return 0
+
+
+def prioritise(points: list[Point], first: list[str]) -> list[Point]:
+    """Points matching the first pattern, then the second, ..., then the rest; the sweep's own
+    order is kept within each group. A pattern that matches nothing is an error (a typo)."""
+    rank: dict[str, int] = {}
+    for i, pattern in enumerate(first):
+        matched = [p.name for p in points if fnmatch.fnmatchcase(p.name, pattern)]
+        if not matched:
+            raise SweepError(f"--first {pattern}: no point of the sweep matches")
+        for name in matched:
+            rank.setdefault(name, i)
+    return sorted(points, key=lambda p: rank.get(p.name, len(first)))  # stable
 
 
 def check_options(args: argparse.Namespace) -> None:

@@ -50,12 +50,16 @@ def local_slots(per_gpu: int, workers: int | None, gpus: list[str]) -> list[Slot
     """``per_gpu`` slots on each GPU; with no GPU, ``workers`` CPU slots sharing the cores."""
     if per_gpu < 1:
         raise ValueError(f"--per-gpu: expected an integer >= 1, got {per_gpu}")
+    cores = os.cpu_count() or 1
     if gpus:
+        # The host side of a GPU run samples batches; a share of the cores each is plenty.
+        threads = os.environ.get("OMP_NUM_THREADS",
+                                 str(max(1, cores // (per_gpu * len(gpus)))))
         # GPU-major within each round, so that n < #GPUs runs land on n different GPUs.
         return [
-            Slot(f"gpu{g}.{k}", {"CUDA_VISIBLE_DEVICES": g}) for k in range(per_gpu) for g in gpus
+            Slot(f"gpu{g}.{k}", {"CUDA_VISIBLE_DEVICES": g, "OMP_NUM_THREADS": threads})
+            for k in range(per_gpu) for g in gpus
         ]
-    cores = os.cpu_count() or 1
     n = workers if workers is not None else max(1, cores // 4)
     if n < 1:
         raise ValueError(f"--workers: expected an integer >= 1, got {n}")

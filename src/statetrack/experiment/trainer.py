@@ -39,6 +39,7 @@ from statetrack.experiment.evaluation import (
     evaluate,
     scaled_accuracy,
 )
+from statetrack.experiment.graphs import GraphedStep
 from statetrack.experiment.schedule import learning_rate
 from statetrack.tasks import NO_LOSS, Task, get_task
 
@@ -79,12 +80,20 @@ def build(config: ExperimentConfig, where: str = "") -> tuple[Task, torch.nn.Mod
     return task, model
 
 
-def make_optimizer(model: torch.nn.Module, config: ExperimentConfig,
-                   device: torch.device) -> torch.optim.Optimizer:
+def uses_cuda_graphs(config: ExperimentConfig, device: torch.device) -> bool:
+    """``training.cuda_graphs`` applies on CUDA; the CPU always runs eagerly."""
+    return config.training.cuda_graphs and device.type == "cuda"
+
+
+def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: torch.device,
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW, fused on CUDA; ``capturable`` (for CUDA graphs) keeps the learning rate in a
+    device tensor that each step fills."""
     t = config.training
-    return torch.optim.AdamW(model.param_groups(t.weight_decay), lr=t.lr,
+    lr: float | torch.Tensor = torch.tensor(t.lr, device=device) if capturable else t.lr
+    return torch.optim.AdamW(model.param_groups(t.weight_decay), lr=lr,
                              betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
-                             fused=device.type == "cuda")
+                             fused=device.type == "cuda", capturable=capturable)
 
 
 @dataclass
@@ -99,6 +108,7 @@ class Run:
     device: torch.device
     quiet: bool
     batches: Batches | None = None
+    graphed: GraphedStep | None = None  # the CUDA-graph step, when training.cuda_graphs applies
 
 
 def train(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
@@ -111,7 +121,8 @@ def train(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
     device = resolve_device(config.training.device)
     task, model = build(config, where)
     model.to(device)
-    optimizer = make_optimizer(model, config, device)
+    graphs = uses_cuda_graphs(config, device)
+    optimizer = make_optimizer(model, config, device, capturable=graphs)
     run = Run(config, run_dir, task, model, optimizer, device, quiet)
     if resume:
         state = load_checkpoint(run_dir, model, optimizer)
@@ -135,6 +146,9 @@ def _train_loop(run: Run, state: TrainState) -> TrainState:
     # drawn ahead in a thread on a GPU; on a CPU the thread would only steal the model's cores
     run.batches = Batches(run.task, t, run.device, state.step,
                           ahead=4 if run.device.type == "cuda" else 0)
+    if uses_cuda_graphs(run.config, run.device):
+        run.graphed = GraphedStep(lambda tokens, target: _step_body(run, tokens, target, params,
+                                                                    sums), run.device)
     try:
         state = _steps(run, state, params, sums, bar)
     finally:
@@ -173,10 +187,22 @@ def _steps(run: Run, state: TrainState, params: list[torch.nn.Parameter],
 
 def _train_step(run: Run, step: int, lr: float, params: list[torch.nn.Parameter],
                 sums: dict[str, torch.Tensor]) -> None:
-    t = run.config.training
     tokens, target = run.batches.get(step)
     for group in run.optimizer.param_groups:
-        group["lr"] = lr
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)  # a captured step reads the rate from this tensor
+        else:
+            group["lr"] = lr
+    if run.graphed is not None:
+        run.graphed(tokens, target)
+    else:
+        _step_body(run, tokens, target, params, sums)
+
+
+def _step_body(run: Run, tokens: torch.Tensor, target: torch.Tensor,
+               params: list[torch.nn.Parameter], sums: dict[str, torch.Tensor]) -> None:
+    """Forward, loss, backward, AdamW and the log sums: no host sync (it may be captured)."""
+    t = run.config.training
     with autocast(run.device, t.precision):
         logits, _ = run.model(tokens)
     logits = logits.float()

@@ -1,0 +1,99 @@
+#!/bin/bash
+# One device call of the Table 3 sweep (sweeps/table3.yaml) on a machine of one or more GPUs.
+#
+#   bash scripts/gpu/table3_call.sh check SECONDS    # GPU tests + steps/s per model, then run
+#   bash scripts/gpu/table3_call.sh run SECONDS      # (re)start or keep following the sweep
+#
+# The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
+# the call while the machine stays warm; a later call finds it running and only follows it. On a
+# fresh machine `run` starts it again: it resumes, skipping the points whose run directories
+# came back earlier and were unpacked into $WORK/runs (pass them as RESUME_TAR). Each call ends by
+# packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
+# checkpoints) into $OUT/table3_runs.tar.gz, plus the sweep log and a GPU-utilisation trace.
+set -u
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"  # at most 8 files come back: logs go in one tar
+WORK=${WORK:-/tmp/st_table3}
+PER_GPU=${PER_GPU:-3}
+phase=$1; budget=$2
+deadline=$(( $(date +%s) + budget - 30 ))  # leave time to pack
+FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/mamba_neg/*'
+       --first 'mod_arith/deltanet/*' --first 'mod_arith/mamba/*' --first 'mod_arith/slstm/*')
+
+log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/call.log"; }
+
+check() {
+  # GPU 0: the CUDA-graph tests; GPU 1: the sLSTM kernel's tests; GPUs 2, 3 (or 0 alone):
+  # steps/s of each model, graphed, and DeltaNet [-1,1] eager as the baseline of the ratio.
+  local n; n=$(nvidia-smi -L | wc -l)
+  local g1=$(( 1 % n )) g2=$(( 2 % n )) g3=$(( 3 % n ))
+  export PYTHONPATH=$PWD/src
+  (CUDA_VISIBLE_DEVICES=0 timeout 240 python3 -m pytest tests/test_graphs.py -m gpu -q \
+     >"$L/test_graphs.log" 2>&1; echo "rc=$?" >>"$L/test_graphs.log") &
+  (CUDA_VISIBLE_DEVICES=$g1 timeout 240 python3 -m pytest tests/test_slstm_triton.py -m gpu -q \
+     >"$L/test_slstm_triton.log" 2>&1; echo "rc=$?" >>"$L/test_slstm_triton.log") &
+  (export CUDA_VISIBLE_DEVICES=$g2 OUT=$L/speed_a
+   bash scripts/gpu/train_speed.sh deltanet_neg deltanet mamba_neg mamba
+   EXTRA_SET='--set training.cuda_graphs=false' OUT=$L/speed_eager \
+     bash scripts/gpu/train_speed.sh deltanet_neg) >"$L/speed_a.txt" 2>&1 &
+  (export CUDA_VISIBLE_DEVICES=$g3 OUT=$L/speed_b
+   bash scripts/gpu/train_speed.sh transformer mlstm slstm
+   EXTRA_SET='--set model.mixer_options.backend=triton' OUT=$L/speed_slstm_triton \
+     bash scripts/gpu/train_speed.sh slstm) >"$L/speed_b.txt" 2>&1 &
+  wait
+  tail -n 3 "$L"/test_*.log | tee -a "$OUT/call.log"
+  cat "$L"/speed_*.txt | grep '^==' | tee -a "$OUT/call.log"
+  find "$L" -name '*.png' -delete  # the speed runs' metrics come back, their plots do not
+  grep -q '^rc=0' "$L/test_graphs.log"
+}
+
+start_sweep() {
+  local extra=("$@")
+  mkdir -p "$WORK"
+  if [ -n "${RESUME_TAR:-}" ] && [ -f "$RESUME_TAR" ]; then
+    tar -xzf "$RESUME_TAR" -C "$WORK" && log "unpacked $RESUME_TAR into $WORK/runs"
+  fi
+  rm -rf "$WORK/code"; mkdir -p "$WORK/code"
+  cp -r src configs sweeps "$WORK/code/"
+  log "starting the sweep: --per-gpu $PER_GPU ${extra[*]}"
+  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src setsid nohup python3 -m statetrack sweep \
+     sweeps/table3.yaml --out "$WORK/runs" --per-gpu "$PER_GPU" "${FIRST[@]}" "${extra[@]}" \
+     >>"$WORK/sweep.log" 2>&1 </dev/null &)
+  date +%s >>"$WORK/started_at"
+}
+
+sweep_alive() { pgrep -f "statetrack sweep sweeps/table3.yaml" >/dev/null; }
+
+pack() {
+  (cd "$WORK" && find runs -name summary.json -printf '%h\n' | sort >"$L/finished.txt")
+  log "finished runs: $(wc -l <"$L/finished.txt")"
+  (cd "$WORK" && for f in config.yaml summary.json eval.csv metrics.jsonl; do
+     sed "s|\$|/$f|" "$L/finished.txt"; done) >"$WORK/files.txt"
+  (cd "$WORK" && tar -czf "$OUT/table3_runs.tar.gz" -T "$WORK/files.txt")
+  tr '\r' '\n' <"$WORK/sweep.log" | tail -n 300 >"$L/sweep_tail.log"
+  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep sweeps/table3.yaml \
+     --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
+     | tee -a "$OUT/call.log"
+  cp "$WORK/started_at" "$L/started_at.txt" 2>/dev/null
+  tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$L"
+}
+
+follow() {
+  while [ "$(date +%s)" -lt "$deadline" ] && sweep_alive; do
+    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader \
+      | tr '\n' ' ' | sed "s/^/$(date +%H:%M:%S) /;s/$/\n/" >>"$L/gpu_util.log"
+    sleep 20
+  done
+}
+
+case "$phase" in
+  check)
+    if check; then log "graph tests passed"; extra=(); else
+      log "graph tests FAILED: the sweep runs eagerly"; extra=(--set training.cuda_graphs=false); fi
+    sweep_alive || start_sweep "${extra[@]}" ;;
+  run)
+    sweep_alive && log "the sweep is running; following it" || start_sweep ;;
+  *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
+esac
+follow
+pack
