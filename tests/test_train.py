@@ -189,3 +189,24 @@ def test_batches_drawn_ahead_in_a_thread_equal_those_drawn_in_place() -> None:
             assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     finally:
         ahead.close()
+
+
+def test_weights_that_share_one_buffer_checkpoint_and_restore(tmp_path: Path) -> None:
+    """cuDNN's LSTM holds its weights as views of one flat buffer; a checkpoint must still save
+    and restore them (safetensors refuses shared storage it does not fully cover)."""
+    from statetrack.experiment.checkpoint import TrainState, load_checkpoint, save_checkpoint
+
+    class Flat(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            flat = torch.randn(11)
+            self.a = torch.nn.Parameter(flat[:4].view(2, 2))
+            self.b = torch.nn.Parameter(flat[4:10].view(2, 3))
+
+    model = Flat()
+    assert model.a.untyped_storage().data_ptr() == model.b.untyped_storage().data_ptr()
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path, model, optimizer, TrainState(3, 1.0, {"loss": 0.0}))
+    restored = Flat()
+    assert load_checkpoint(tmp_path, restored, torch.optim.AdamW(restored.parameters())).step == 3
+    assert torch.equal(restored.a, model.a) and torch.equal(restored.b, model.b)

@@ -7,7 +7,8 @@
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
 # fresh machine `run` starts it again: it resumes, skipping the points whose run directories
-# came back earlier and were unpacked into $WORK/runs (pass them as RESUME_TAR). Each call ends by
+# came back earlier and are committed under results/table3 (copied into $WORK/runs first; a run
+# cut off with its machine starts over). Each call ends by
 # packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
 # checkpoints) into $OUT/table3_runs.tar.gz, plus the sweep log and a GPU-utilisation trace.
 set -u
@@ -23,35 +24,32 @@ FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/call.log"; }
 
 check() {
-  # GPU 0: the CUDA-graph tests; GPU 1: the sLSTM kernel's tests; GPUs 2, 3 (or 0 alone):
-  # steps/s of each model, graphed, and DeltaNet [-1,1] eager as the baseline of the ratio.
+  # GPU 0: the CUDA-graph tests (they decide how the sweep runs); GPU 1: every other GPU test;
+  # GPUs 2, 3: benchmarks/train_step.py (eager vs graphed ms/step per model, top kernels).
   local n; n=$(nvidia-smi -L | wc -l)
   local g1=$(( 1 % n )) g2=$(( 2 % n )) g3=$(( 3 % n ))
   export PYTHONPATH=$PWD/src
   (CUDA_VISIBLE_DEVICES=0 timeout 240 python3 -m pytest tests/test_graphs.py -m gpu -q \
      >"$L/test_graphs.log" 2>&1; echo "rc=$?" >>"$L/test_graphs.log") &
-  (CUDA_VISIBLE_DEVICES=$g1 timeout 240 python3 -m pytest tests/test_slstm_triton.py -m gpu -q \
-     >"$L/test_slstm_triton.log" 2>&1; echo "rc=$?" >>"$L/test_slstm_triton.log") &
-  (export CUDA_VISIBLE_DEVICES=$g2 OUT=$L/speed_a
-   bash scripts/gpu/train_speed.sh deltanet_neg deltanet mamba_neg mamba
-   EXTRA_SET='--set training.cuda_graphs=false' OUT=$L/speed_eager \
-     bash scripts/gpu/train_speed.sh deltanet_neg) >"$L/speed_a.txt" 2>&1 &
-  (export CUDA_VISIBLE_DEVICES=$g3 OUT=$L/speed_b
-   bash scripts/gpu/train_speed.sh transformer mlstm slstm
-   EXTRA_SET='--set model.mixer_options.backend=triton' OUT=$L/speed_slstm_triton \
-     bash scripts/gpu/train_speed.sh slstm) >"$L/speed_b.txt" 2>&1 &
+  (CUDA_VISIBLE_DEVICES=$g1 timeout 400 python3 -m pytest tests -m gpu -q \
+     --ignore=tests/test_graphs.py >"$L/test_gpu.log" 2>&1; echo "rc=$?" >>"$L/test_gpu.log") &
+  (CUDA_VISIBLE_DEVICES=$g2 timeout 400 python3 benchmarks/train_step.py --profile 12 \
+     --models deltanet_neg deltanet mamba_neg transformer --out "$L/train_step_a.json") \
+     >"$L/train_step_a.txt" 2>&1 &
+  (CUDA_VISIBLE_DEVICES=$g3 timeout 400 python3 benchmarks/train_step.py --profile 12 \
+     --models mamba mlstm slstm --out "$L/train_step_b.json") >"$L/train_step_b.txt" 2>&1 &
   wait
   tail -n 3 "$L"/test_*.log | tee -a "$OUT/call.log"
-  cat "$L"/speed_*.txt | grep '^==' | tee -a "$OUT/call.log"
-  find "$L" -name '*.png' -delete  # the speed runs' metrics come back, their plots do not
+  grep '^|' "$L"/train_step_*.txt | tee -a "$OUT/call.log"
   grep -q '^rc=0' "$L/test_graphs.log"
 }
 
 start_sweep() {
   local extra=("$@")
   mkdir -p "$WORK"
-  if [ -n "${RESUME_TAR:-}" ] && [ -f "$RESUME_TAR" ]; then
-    tar -xzf "$RESUME_TAR" -C "$WORK" && log "unpacked $RESUME_TAR into $WORK/runs"
+  if [ -d results/table3 ] && [ ! -d "$WORK/runs" ]; then  # the runs committed so far
+    mkdir -p "$WORK/runs" && cp -r results/table3/*/ "$WORK/runs/"
+    log "seeded $WORK/runs with $(find "$WORK/runs" -name summary.json | wc -l) committed runs"
   fi
   rm -rf "$WORK/code"; mkdir -p "$WORK/code"
   cp -r src configs sweeps "$WORK/code/"
@@ -62,7 +60,8 @@ start_sweep() {
   date +%s >>"$WORK/started_at"
 }
 
-sweep_alive() { pgrep -f "statetrack sweep sweeps/table3.yaml" >/dev/null; }
+# [s]: the pattern must not match the command line of the shell that runs this script
+sweep_alive() { pgrep -f "[s]tatetrack sweep sweeps/table3.yaml" >/dev/null; }
 
 pack() {
   (cd "$WORK" && find runs -name summary.json -printf '%h\n' | sort >"$L/finished.txt")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, save_file
 
 from statetrack.experiment.rundir import CHECKPOINT
 
@@ -46,7 +46,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     old = run_dir / f"{CHECKPOINT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / MODEL_FILE))
+    save_file(_weights(model), str(tmp / MODEL_FILE))
     tensors, scalars = _split_optimizer_state(optimizer)
     tensors.update(_rng_tensors())
     save_file(tensors, str(tmp / OPTIMIZER_FILE))
@@ -72,7 +72,7 @@ def load_weights(run_dir: Path, model: torch.nn.Module) -> None:
     path = checkpoint_dir(run_dir)
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {run_dir / CHECKPOINT})")
-    load_model(model, str(path / MODEL_FILE), strict=True)
+    _load_weights(model, path / MODEL_FILE)
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module,
@@ -81,7 +81,7 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module,
     path = checkpoint_dir(run_dir)
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {run_dir / CHECKPOINT})")
-    load_model(model, str(path / MODEL_FILE), strict=True)
+    _load_weights(model, path / MODEL_FILE)
     meta = json.loads((path / STATE_FILE).read_text())
     tensors = load_file(str(path / OPTIMIZER_FILE))
     state: dict[int, dict[str, Any]] = {}
@@ -97,6 +97,20 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module,
     optimizer.load_state_dict({"state": state, "param_groups": groups})
     _restore_rng(tensors)
     return TrainState(meta["step"], meta["wall_seconds"], meta["log_sums"])
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every state-dict entry as its own contiguous tensor: on CUDA, cuDNN's LSTM keeps its
+    weights as views of one flat buffer, which safetensors refuses to save as shared storage."""
+    return {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    model.load_state_dict(load_file(str(path), device=str(_device_of(model))), strict=True)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _split_optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor],

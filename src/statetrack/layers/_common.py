@@ -47,6 +47,11 @@ class ShortConv(nn.Module):
 
     ``y_t = bias + Σ_{j<kernel} w_j ⊙ x_{t−kernel+1+j}`` with ``x_{<0}`` taken from the buffer
     (zeros at the start), so a sequence run in pieces equals the sequence run at once.
+
+    Computed as ``kernel`` shifted multiply-adds, at least in float32 (output in x's dtype), not with
+    ``F.conv1d``: PyTorch's depthwise conv1d is slow on CUDA, its backward above all
+    (pytorch/pytorch#75747), while a few elementwise kernels cost next to nothing. The weights
+    stay in an ``nn.Conv1d`` (``[C, 1, kernel]`` and ``[C]``) so parameter names do not change.
     """
 
     def __init__(self, channels: int, kernel: int) -> None:
@@ -59,11 +64,16 @@ class ShortConv(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x ``[B, T, C]``, buffer ``[B, kernel − 1, C]`` → (y ``[B, T, C]``, new buffer)."""
         B, T, C = x.shape
+        K = self.kernel
         if buffer is None:
-            buffer = x.new_zeros(B, self.kernel - 1, C)
+            buffer = x.new_zeros(B, K - 1, C)
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
-        y = self.conv(xx.transpose(1, 2)).transpose(1, 2)
-        return y, xx[:, xx.shape[1] - (self.kernel - 1):]
+        acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
+        w = self.conv.weight[:, 0].to(acc)  # [C, K]
+        y = self.conv.bias.to(acc) + xx[:, :T].to(acc) * w[:, 0]
+        for j in range(1, K):
+            y = torch.addcmul(y, xx[:, j:j + T].to(acc), w[:, j])
+        return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
 
 
 class HeadNorm(nn.Module):

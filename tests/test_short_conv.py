@@ -1,0 +1,44 @@
+"""ShortConv (shifted multiply-adds) is the causal depthwise conv1d, gradients and carried
+buffers included, and keeps its input's dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from statetrack.layers._common import ShortConv
+
+
+def conv1d_reference(conv: ShortConv, x: torch.Tensor) -> torch.Tensor:
+    """F.conv1d over the zero-padded past: the definition ShortConv must match."""
+    padded = F.pad(x.transpose(1, 2), (conv.kernel - 1, 0))
+    return F.conv1d(padded, conv.conv.weight, conv.conv.bias,
+                    groups=x.shape[-1]).transpose(1, 2)
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 4])
+def test_short_conv_is_the_causal_depthwise_conv1d(kernel: int) -> None:
+    torch.manual_seed(kernel)
+    conv = ShortConv(6, kernel).double()
+    x = torch.randn(3, 9, 6, dtype=torch.float64, requires_grad=True)
+    y, _ = conv(x)
+    ref = conv1d_reference(conv, x)
+    assert torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(y)
+    params = [x, conv.conv.weight, conv.conv.bias]
+    for a, b in zip(torch.autograd.grad((y * w).sum(), params),
+                    torch.autograd.grad((ref * w).sum(), params), strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_short_conv_in_pieces_equals_whole_and_keeps_the_dtype() -> None:
+    torch.manual_seed(0)
+    conv = ShortConv(5, 4).double()
+    x = torch.randn(2, 11, 5, dtype=torch.float64)
+    whole, _ = conv(x)
+    first, buffer = conv(x[:, :2])
+    second, _ = conv(x[:, 2:], buffer)
+    assert torch.allclose(torch.cat([first, second], dim=1), whole, rtol=1e-12, atol=1e-12)
+    half, _ = ShortConv(5, 4)(x.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16
