@@ -138,10 +138,36 @@ def test_bad_eig_range_and_unknown_option_are_named(name: str) -> None:
     ("deltanet", {"num_householder": 0}, "num_householder"),
     ("deltanet", {"backend": "cuda"}, "backend"),
     ("slstm", {"conv_kernel": 0}, "conv_kernel"),
+    ("slstm", {"forget_init": "zeros"}, "forget_init"),
 ])
 def test_bad_option_values_are_named(name: str, options: dict, key: str) -> None:
     with pytest.raises(ValueError, match=rf"^{key}: expected"):
         build_mixer(name, D_MODEL, options)
+
+
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_slstm_forget_bias_follows_its_block(n_layers: int) -> None:
+    """sLSTM's forget-gate bias: "linspace" is 3 → 6 in every block; "powerlaw" (xLSTM's
+    powerlaw_blockdependent) falls from +5 to −7 over each head's channels, the same in every
+    head, with more long-memory (positive) channels the deeper the block."""
+    from statetrack.models import SequenceModel
+    from statetrack.models.config import ModelConfig
+
+    def forget_biases(forget_init: str) -> list[torch.Tensor]:
+        cfg = ModelConfig(vocab_size=3, d_model=32, n_layers=n_layers, mixer="slstm",
+                          mixer_options={"num_heads": 2, "forget_init": forget_init})
+        return [block.mixer.bias[1].detach() for block in SequenceModel(cfg).blocks]
+
+    for b in forget_biases("linspace"):
+        torch.testing.assert_close(b, torch.linspace(3.0, 6.0, 16).expand(2, 16))
+    powerlaw = forget_biases("powerlaw")
+    positive = []
+    for b in powerlaw:
+        torch.testing.assert_close(b[0], b[1])
+        assert b[0, 0].item() == pytest.approx(5.0) and b[0, -1].item() == pytest.approx(-7.0)
+        assert (b[0, 1:] < b[0, :-1]).all()
+        positive.append(int((b[0] > 0).sum()))
+    assert positive == sorted(positive) and (n_layers == 1 or positive[0] < positive[-1])
 
 
 def test_mlstm_parallel_equals_recurrent() -> None:

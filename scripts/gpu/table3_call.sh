@@ -7,15 +7,17 @@
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
 # fresh machine `run` starts it again: it resumes, skipping the points whose run directories
-# came back earlier and are committed under results/table3 (copied into $WORK/runs first; a run
-# cut off with its machine starts over). Each call ends by
-# packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
-# checkpoints) into $OUT/table3_runs.tar.gz, plus the sweep log and a GPU-utilisation trace.
+# came back earlier and are committed under results/table3 (copied into $WORK/runs first), and
+# resuming the unfinished ones from the checkpoints the last call brought back: copy that call's
+# partial.tar.part* into .table3_partial/ (git-ignored) and name it in the run's `carry`.
+# Each call ends by packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
+# checkpoints) into $OUT/table3_runs.tar.gz, the newest checkpoints of the unfinished runs into
+# $OUT/partial.tar.part* (scripts/gpu/pack_partial.py), plus the sweep log and a GPU trace.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"  # at most 8 files come back: logs go in one tar
 WORK=${WORK:-/tmp/st_table3}
-PER_GPU=${PER_GPU:-3}
+PER_GPU=${PER_GPU:-3}  # at 4 the GPUs were already at 100%; fewer runs each finish sooner
 phase=$1; budget=$2
 deadline=$(( $(date +%s) + budget - 30 ))  # leave time to pack
 FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/mamba_neg/*'
@@ -50,6 +52,11 @@ start_sweep() {
   if [ -d results/table3 ] && [ ! -d "$WORK/runs" ]; then  # the runs committed so far
     mkdir -p "$WORK/runs" && cp -r results/table3/*/ "$WORK/runs/"
     log "seeded $WORK/runs with $(find "$WORK/runs" -name summary.json | wc -l) committed runs"
+    if compgen -G ".table3_partial/partial.tar.part*" >/dev/null; then  # carried: see the top
+      cat .table3_partial/partial.tar.part* | tar -x -C "$WORK"
+      log "unpacked the checkpoints of $(tar -t -f <(cat .table3_partial/partial.tar.part*) \
+        | grep -c 'state.json$') unfinished runs to resume"
+    fi
   fi
   rm -rf "$WORK/code"; mkdir -p "$WORK/code"
   cp -r src configs sweeps "$WORK/code/"
@@ -74,6 +81,7 @@ pack() {
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
   cp "$WORK/started_at" "$L/started_at.txt" 2>/dev/null
+  python3 scripts/gpu/pack_partial.py "$WORK/runs" "$OUT" | tee -a "$OUT/call.log"
   tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$L"
 }
 

@@ -48,8 +48,8 @@ class ShortConv(nn.Module):
     ``y_t = bias + Σ_{j<kernel} w_j ⊙ x_{t−kernel+1+j}`` with ``x_{<0}`` taken from the buffer
     (zeros at the start), so a sequence run in pieces equals the sequence run at once.
 
-    Computed as ``kernel`` shifted multiply-adds, at least in float32 (output in x's dtype), not with
-    ``F.conv1d``: PyTorch's depthwise conv1d is slow on CUDA, its backward above all
+    Computed as ``kernel`` shifted multiply-adds, at least in float32 (output in x's dtype),
+    not with ``F.conv1d``: PyTorch's depthwise conv1d is slow on CUDA, its backward above all
     (pytorch/pytorch#75747), while a few elementwise kernels cost next to nothing. The weights
     stay in an ``nn.Conv1d`` (``[C, 1, kernel]`` and ``[C]``) so parameter names do not change.
     """

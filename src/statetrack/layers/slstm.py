@@ -17,6 +17,7 @@ from statetrack.layers.registry import register
 # "reference" and "auto" (the option values every mixer shares) run the torch loop: it is the
 # reference, and "auto" must not pick the Triton kernel before it has been checked on a GPU
 SLSTM_BACKENDS = ("torch", "triton", "auto", "reference")
+FORGET_INITS = ("linspace", "powerlaw")
 # (conv buffer [B, k−1, d], y, c, n, m [B, H, D])
 SLSTMState = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -33,6 +34,14 @@ class SLSTM(nn.Module):
     first step sets m = ĩ. A token loop (``backend`` "torch", "reference" or, for now, "auto")
     or one fused Triton kernel (``backend="triton"``, CUDA only); there is no linear transition
     to extend, so ``eig_range`` must stay [0, 1].
+
+    ``forget_init`` sets the forget-gate bias over each head's channels k = 0..D−1:
+    "powerlaw" (default; xLSTM's sLSTM default "powerlaw_blockdependent":
+    ``5 − 12 (k / (D−1))^(0.3 + 1.3 r)`` from +5 down to −7, r = block index / (blocks − 1),
+    so most channels of the first block start with a short memory, i.e. as a plain nonlinear
+    RNN, which is what parity needs) or "linspace" (3 → 6 in every block: every memory long,
+    like xLSTM's mLSTM and its sLSTM "small_init"; the init of the runs before this option).
+    The model calls :meth:`set_block_position` once the stack is built.
     """
 
     def __init__(
@@ -43,9 +52,14 @@ class SLSTM(nn.Module):
         conv_kernel: int = 4,
         eig_range: Sequence[float] | str | EigRange = (0.0, 1.0),
         backend: str = "torch",
+        forget_init: str = "powerlaw",
     ) -> None:
         super().__init__()
         no_eig_range("slstm", eig_range)
+        if forget_init not in FORGET_INITS:
+            raise ValueError(f"forget_init: expected one of {', '.join(FORGET_INITS)}, "
+                             f"got {forget_init!r}")
+        self.forget_init = forget_init
         if backend not in SLSTM_BACKENDS:
             raise ValueError(f"slstm backend: expected one of {', '.join(SLSTM_BACKENDS)}, "
                              f"got {backend!r}")
@@ -57,9 +71,21 @@ class SLSTM(nn.Module):
         self.W = nn.Parameter(torch.randn(4, H, D, D) * D ** -0.5)
         self.R = nn.Parameter(torch.zeros(H, D, 4, D))  # xLSTM initialises R to zero
         self.bias = nn.Parameter(torch.zeros(4, H, D))
-        with torch.no_grad():  # a forget bias in 3..6 keeps early memories (xLSTM-like)
-            self.bias[1].copy_(torch.linspace(3.0, 6.0, D).expand(H, D))
+        self.set_block_position(0, 1)
         self.out_norm = HeadNorm(H, D)
+
+    @torch.no_grad()
+    def set_block_position(self, block_idx: int, num_blocks: int) -> None:
+        """(Re)initialise the forget-gate bias ``[H, D]`` for block ``block_idx`` of
+        ``num_blocks`` (only "powerlaw" depends on it; see the class docstring)."""
+        D = self.head_dim
+        if self.forget_init == "linspace":
+            values = torch.linspace(3.0, 6.0, D)
+        else:
+            r = block_idx / (num_blocks - 1) if num_blocks > 1 else 0.0
+            k = torch.arange(D, dtype=torch.float64) / max(D - 1, 1)
+            values = (5.0 - 12.0 * k ** (0.3 + 1.3 * r)).float()
+        self.bias[1].copy_(values.to(self.bias).expand(self.num_heads, D))
 
     def _zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         B = x.shape[0]

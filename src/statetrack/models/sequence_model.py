@@ -101,6 +101,9 @@ class SequenceModel(nn.Module):
                 raise ValueError(msg if msg.startswith("model.")
                                  else f"model.mixer_options.{msg}") from None
         self.blocks = nn.ModuleList(blocks)
+        for i, block in enumerate(blocks):  # an init that depends on depth (xLSTM's sLSTM)
+            if hasattr(block.mixer, "set_block_position"):
+                block.mixer.set_block_position(i, cfg.n_layers)
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
@@ -126,9 +129,9 @@ class SequenceModel(nn.Module):
         """Two AdamW groups: ``weight_decay`` for weight matrices, the embedding and the head;
         0 for A_log, D, norm gains and every bias (including Mamba's Δ bias).
 
-        The public code passed every parameter to AdamW with one weight decay (0 for
-        Mamba/DeltaNet, 0.1 for xLSTM), so there A_log, D, norms and biases decayed at 0.1;
-        decaying A_log pulls the decay rates towards 1 and D towards 0, which is not meant.
+        Decaying A_log would pull the decay rates towards 1 and D towards 0, which is not meant.
+        (xLSTM's own grouping also leaves sLSTM's recurrent matrix R and the embedding undecayed;
+        here both decay, a known difference from the xLSTM harness.)
         """
         no_decay_ids = set()
         for module in self.modules():
