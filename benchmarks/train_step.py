@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from statetrack.experiment import trainer
-from statetrack.experiment.batches import Batches
 from statetrack.experiment.checkpoint import TrainState
 from statetrack.experiment.config import load_config
 from statetrack.experiment.schedule import learning_rate
@@ -36,21 +35,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "chomsky" / "parity"
 
 
 def make_run(name: str, device: str, graphs: bool) -> tuple[trainer.Run, list, dict]:
+    """The trainer's own run, ready to step (as ``statetrack train`` sets it up)."""
     config = load_config(CONFIGS / f"{name}.yaml",
                          [f"training.device={device}", f"training.cuda_graphs={str(graphs)}"])
-    dev = trainer.resolve_device(config.training.device)
-    task, model = trainer.build(config)
-    model.to(dev).train()
-    optimizer = trainer.make_optimizer(model, config, dev,
-                                       capturable=trainer.uses_cuda_graphs(config, dev))
-    run = trainer.Run(config, Path("/nonexistent"), task, model, optimizer, dev, quiet=True)
-    params = [p for p in model.parameters() if p.requires_grad]
-    sums = trainer._device_sums(TrainState(0, 0.0, {"loss": 0.0, "correct": 0, "labelled": 0,
-                                                     "steps": 0}).log_sums, dev)
-    run.batches = Batches(task, config.training, dev, 0, ahead=4 if dev.type == "cuda" else 0)
-    if trainer.uses_cuda_graphs(config, dev):
-        run.graphed = trainer.GraphedStep(
-            lambda tokens, target: trainer._step_body(run, tokens, target, params, sums), dev)
+    run = trainer.make_run(config, Path("/nonexistent"), quiet=True)  # nothing is written
+    state = TrainState(0, 0.0, {"loss": 0.0, "correct": 0, "labelled": 0, "steps": 0})
+    params, sums = trainer.start_steps(run, state)
     return run, params, sums
 
 

@@ -1,7 +1,8 @@
 """Pack the newest checkpoints of a sweep's unfinished runs, so a later device session resumes
 them instead of starting over (a machine goes back with everything on it).
 
-    python3 scripts/gpu/pack_partial.py RUNS_ROOT OUT_DIR [--limit-mib 56] [--piece-mib 15]
+    PYTHONPATH=src python3 scripts/gpu/pack_partial.py RUNS_ROOT OUT_DIR \
+        [--limit-mib 56] [--piece-mib 15]
 
 Runs with a complete checkpoint and no summary.json go in, most trained first, until the limit
 (at most 8 files of 16 MiB come back from a device call); each run brings its config.yaml,
@@ -18,15 +19,9 @@ import json
 import tarfile
 from pathlib import Path
 
+from statetrack.experiment.checkpoint import STATE_FILE, checkpoint_dir
+
 MIB = 1 << 20
-
-
-def newest_checkpoint(run: Path) -> tuple[Path, int] | None:
-    for name in ("checkpoint", "checkpoint.old"):
-        state = run / name / "state.json"
-        if state.is_file():
-            return run / name, int(json.loads(state.read_text())["step"])
-    return None
 
 
 def partial_runs(root: Path) -> list[tuple[Path, Path, int]]:
@@ -36,9 +31,10 @@ def partial_runs(root: Path) -> list[tuple[Path, Path, int]]:
         run = config.parent
         if (run / "summary.json").exists():
             continue
-        checkpoint = newest_checkpoint(run)
+        checkpoint = checkpoint_dir(run)  # checkpoint.old if a swap was cut short
         if checkpoint is not None:
-            found.append((run, *checkpoint))
+            step = int(json.loads((checkpoint / STATE_FILE).read_text())["step"])
+            found.append((run, checkpoint, step))
     return sorted(found, key=lambda r: -r[2])
 
 

@@ -81,7 +81,7 @@ pack() {
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
   cp "$WORK/started_at" "$L/started_at.txt" 2>/dev/null
-  python3 scripts/gpu/pack_partial.py "$WORK/runs" "$OUT" | tee -a "$OUT/call.log"
+  PYTHONPATH=$PWD/src python3 scripts/gpu/pack_partial.py "$WORK/runs" "$OUT" | tee -a "$OUT/call.log"
   tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$L"
 }
 

@@ -118,14 +118,9 @@ def train(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
     Nothing is written before the task and the model are built: a bad value is a
     :class:`ConfigError`. Raises :class:`TrainingDiverged` on a NaN/inf loss (no summary.json
     is written, the last good checkpoint is kept)."""
-    device = resolve_device(config.training.device)
-    task, model = build(config, where)
-    model.to(device)
-    graphs = uses_cuda_graphs(config, device)
-    optimizer = make_optimizer(model, config, device, capturable=graphs)
-    run = Run(config, run_dir, task, model, optimizer, device, quiet)
+    run = make_run(config, run_dir, quiet=quiet, where=where)
     if resume:
-        state = load_checkpoint(run_dir, model, optimizer)
+        state = load_checkpoint(run_dir, run.model, run.optimizer)
         rundir.truncate_metrics(run_dir, state.step)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,19 +131,39 @@ def train(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
     return _finish(run, state)
 
 
-def _train_loop(run: Run, state: TrainState) -> TrainState:
-    t = run.config.training
+def make_run(config: ExperimentConfig, run_dir: Path, *, quiet: bool = False,
+             where: str = "") -> Run:
+    """Task, model (on its device) and optimizer of a run; nothing is written."""
+    device = resolve_device(config.training.device)
+    task, model = build(config, where)
+    model.to(device)
+    optimizer = make_optimizer(model, config, device,
+                               capturable=uses_cuda_graphs(config, device))
+    return Run(config, run_dir, task, model, optimizer, device, quiet)
+
+
+def start_steps(run: Run, state: TrainState) -> tuple[list[torch.nn.Parameter],
+                                                      dict[str, torch.Tensor]]:
+    """Ready ``run`` for :func:`_train_step` from ``state``: train mode, the batch source and,
+    where CUDA graphs apply, the graphed step; returns the trained parameters and the device
+    log sums. The caller closes ``run.batches``."""
     params = [p for p in run.model.parameters() if p.requires_grad]
     sums = _device_sums(state.log_sums, run.device)
-    bar = tqdm(total=t.steps, initial=state.step, unit="step", dynamic_ncols=True,
-               disable=run.quiet or not sys.stderr.isatty(), file=sys.stderr)
     run.model.train()
     # drawn ahead in a thread on a GPU; on a CPU the thread would only steal the model's cores
-    run.batches = Batches(run.task, t, run.device, state.step,
+    run.batches = Batches(run.task, run.config.training, run.device, state.step,
                           ahead=4 if run.device.type == "cuda" else 0)
     if uses_cuda_graphs(run.config, run.device):
         run.graphed = GraphedStep(lambda tokens, target: _step_body(run, tokens, target, params,
                                                                     sums), run.device)
+    return params, sums
+
+
+def _train_loop(run: Run, state: TrainState) -> TrainState:
+    t = run.config.training
+    params, sums = start_steps(run, state)
+    bar = tqdm(total=t.steps, initial=state.step, unit="step", dynamic_ncols=True,
+               disable=run.quiet or not sys.stderr.isatty(), file=sys.stderr)
     try:
         state = _steps(run, state, params, sums, bar)
     finally:

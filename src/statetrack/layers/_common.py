@@ -69,10 +69,10 @@ class ShortConv(nn.Module):
             buffer = x.new_zeros(B, K - 1, C)
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
-        w = self.conv.weight[:, 0].to(acc)  # [C, K]
-        y = self.conv.bias.to(acc) + xx[:, :T].to(acc) * w[:, 0]
+        xa, w = xx.to(acc), self.conv.weight[:, 0].to(acc)  # [B, T + K − 1, C], [C, K]
+        y = self.conv.bias.to(acc) + xa[:, :T] * w[:, 0]
         for j in range(1, K):
-            y = torch.addcmul(y, xx[:, j:j + T].to(acc), w[:, j])
+            y = torch.addcmul(y, xa[:, j:j + T], w[:, j])
         return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
 
 
