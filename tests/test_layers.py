@@ -208,3 +208,25 @@ def test_deltaproduct_forget_gate_acts_once_per_token() -> None:
     assert torch.all((alpha[:, :, 0] > 0) & (alpha[:, :, 0] < 1))
     torch.testing.assert_close(lam[:, :, 0], alpha[:, :, 0] * (1 - beta[:, :, 0]))
     torch.testing.assert_close(lam[:, :, 1:], 1 - beta[:, :, 1:])
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_deltanet_feeds_the_op_one_dtype_under_autocast(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bf16 autocast q, k and v reach the delta rule in bf16. CUDA autocast runs
+    F.normalize in float32; float32 q would put the Triton kernels on their exact-float32 path."""
+    import statetrack.layers.deltanet as deltanet
+
+    seen: dict[str, torch.dtype] = {}
+    op = deltanet.delta_rule
+
+    def spy(q, k, v, beta, **kwargs):  # noqa: ANN001, ANN003, ANN202 (mirrors delta_rule)
+        seen.update(q=q.dtype, k=k.dtype, v=v.dtype)
+        return op(q, k, v, beta, **kwargs)
+
+    monkeypatch.setattr(deltanet, "delta_rule", spy)
+    layer = build_mixer("deltanet", 64, {"num_heads": 2, "eig_range": [-1, 1]}).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        layer(torch.randn(2, 7, 64, device=device))
+    assert seen == {"q": torch.bfloat16, "k": torch.bfloat16, "v": torch.bfloat16}

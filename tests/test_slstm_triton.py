@@ -190,11 +190,26 @@ def bf16_mixer_errors(d: int, H: int, T: int, device: str
 
 
 def test_backend_option_is_validated() -> None:
-    """An unknown backend is a ValueError naming it and the allowed values; "torch" is the
-    default."""
+    """An unknown backend is a ValueError naming it and the allowed values; "auto" is the
+    default, and it runs the torch loop on a CPU."""
     with pytest.raises(ValueError, match=r"torch, triton, auto, reference, got 'bogus'"):
         build_mixer("slstm", 16, {"backend": "bogus"})
-    assert build_mixer("slstm", 16).backend == "torch"
+    mixer = build_mixer("slstm", 16)
+    assert mixer.backend == "auto"
+    assert mixer.resolved_backend(torch.device("cpu")) == "torch"
+
+
+@pytest.mark.gpu
+def test_auto_backend_takes_the_kernel_on_cuda() -> None:
+    """On a GPU with Triton, the default "auto" runs the fused kernel: the mixer's output equals
+    backend="triton" bit for bit."""
+    torch.manual_seed(0)
+    auto = build_mixer("slstm", 32, {"num_heads": 2}).cuda()
+    tri = copy.deepcopy(auto)
+    tri.backend = "triton"
+    assert auto.resolved_backend(torch.device("cuda")) == "triton"
+    x = torch.randn(3, 17, 32, device="cuda")
+    assert torch.equal(auto(x)[0], tri(x)[0])
 
 
 @pytest.mark.parametrize("state", ["none", "carried", "zero", "tie"])
@@ -232,7 +247,7 @@ NO_TRITON = textwrap.dedent("""
 
 def test_works_without_triton() -> None:
     """With triton unimportable, statetrack imports, the torch backend runs, "auto" runs the
-    torch loop (it never picks the unverified kernel), and backend="triton" is a ValueError
+    torch loop, and backend="triton" is a ValueError
     that names triton."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}

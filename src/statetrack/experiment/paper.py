@@ -1,7 +1,7 @@
 """The paper's Table 3 and the public protocol, to set our numbers beside the paper's.
 
 A run counts as one of the paper's configs when its model equals
-:func:`statetrack.models.paper_models` under its name and its training and evaluation follow
+:func:`statetrack.models.paper_models` under its name (up to the mixer's ``backend``) and its training and evaluation follow
 the public protocol of PAPER.md (steps, batch, learning rate, lengths); a run with, say,
 ``--set training.steps=100`` gets no paper value beside it.
 """
@@ -48,7 +48,14 @@ def paper_value(config: dict[str, Any]) -> float | None:
         section, field = key.split(".")
         if config.get(section, {}).get(field) != expected:
             return None
-    return TABLE3[name][task] if config["model"] == paper_model(name, task) else None
+    same = _without_backend(config["model"]) == _without_backend(paper_model(name, task))
+    return TABLE3[name][task] if same else None
+
+
+def _without_backend(model: dict[str, Any]) -> dict[str, Any]:
+    """A model section without its mixer's ``backend``: a kernel choice, not a different model."""
+    options = {k: v for k, v in model.get("mixer_options", {}).items() if k != "backend"}
+    return {**model, "mixer_options": options}
 
 
 def paper_model(name: str, task: str) -> dict[str, Any]:

@@ -85,9 +85,11 @@ class DeltaNet(nn.Module):
         k, ck = self.k_conv(self.k_proj(x), ck)
         v, cv = self.v_conv(self.v_proj(x), cv)
         # ‖k‖ = 1 makes 1 − β the eigenvalue along k; eps guards an all-zero SiLU output.
-        q = F.normalize(F.silu(q).view(Bsz, T, H, K), dim=-1, eps=1e-6) * K ** -0.5
-        k = F.normalize(F.silu(k).view(Bsz, T, n, H, K), dim=-1, eps=1e-6)
         v = F.silu(v).view(Bsz, T, n, H, K)
+        # q, k in v's dtype: under CUDA autocast F.normalize returns float32, which would send
+        # the op's Triton kernels down their exact-float32 (ieee) dot path.
+        q = F.normalize(F.silu(q).view(Bsz, T, H, K), dim=-1, eps=1e-6).to(v.dtype) * K ** -0.5
+        k = F.normalize(F.silu(k).view(Bsz, T, n, H, K), dim=-1, eps=1e-6).to(v.dtype)
         g = torch.sigmoid(self.b_proj(x)).view(Bsz, T, n, H)
         # β = 1 − λ with λ = lo + (hi − lo)(1 − g), written so [0, 1] gives exactly β = g.
         lo, hi = self.eig_range.lo, self.eig_range.hi

@@ -13,9 +13,9 @@ from torch import nn
 from statetrack.eig import EigRange
 from statetrack.layers._common import HeadNorm, ShortConv, check_heads, no_eig_range
 from statetrack.layers.registry import register
+from statetrack.ops._common import triton_available
 
-# "reference" and "auto" (the option values every mixer shares) run the torch loop: it is the
-# reference, and "auto" must not pick the Triton kernel before it has been checked on a GPU
+# "reference" runs the torch loop (it is the reference of the kernel); "auto": see SLSTM
 SLSTM_BACKENDS = ("torch", "triton", "auto", "reference")
 FORGET_INITS = ("linspace", "powerlaw")
 # (conv buffer [B, k−1, d], y, c, n, m [B, H, D])
@@ -31,9 +31,10 @@ class SLSTM(nn.Module):
     ``m_t = max(log σ(f̃_t) + m_{t−1}, ĩ_t)``; ``i' = exp(ĩ − m_t)``,
     ``f' = exp(log σ(f̃) + m_{t−1} − m_t)``; ``c_t = f' c + i' tanh(z̃)``; ``n_t = f' n + i'``;
     ``y_t = σ(õ) c_t / n_t``; output ``headnorm(y)``. The zero state has m = −inf, so the
-    first step sets m = ĩ. A token loop (``backend`` "torch", "reference" or, for now, "auto")
-    or one fused Triton kernel (``backend="triton"``, CUDA only); there is no linear transition
-    to extend, so ``eig_range`` must stay [0, 1].
+    first step sets m = ĩ. A token loop (``backend`` "torch" or "reference") or one fused
+    Triton kernel (``backend="triton"``, CUDA only); "auto" (default) takes the kernel for CUDA
+    inputs when Triton imports, else the loop. There is no linear transition to extend, so
+    ``eig_range`` must stay [0, 1].
 
     ``forget_init`` sets the forget-gate bias over each head's channels k = 0..D−1:
     "powerlaw" (default; xLSTM's sLSTM default "powerlaw_blockdependent":
@@ -51,7 +52,7 @@ class SLSTM(nn.Module):
         num_heads: int = 4,
         conv_kernel: int = 4,
         eig_range: Sequence[float] | str | EigRange = (0.0, 1.0),
-        backend: str = "torch",
+        backend: str = "auto",
         forget_init: str = "powerlaw",
     ) -> None:
         super().__init__()
@@ -63,7 +64,7 @@ class SLSTM(nn.Module):
         if backend not in SLSTM_BACKENDS:
             raise ValueError(f"slstm backend: expected one of {', '.join(SLSTM_BACKENDS)}, "
                              f"got {backend!r}")
-        self.backend = backend  # "torch" by default until tests/test_slstm_triton.py ran on a GPU
+        self.backend = backend
         D = self.head_dim = check_heads(d_model, num_heads)
         H = self.num_heads = num_heads
         self.conv = ShortConv(d_model, conv_kernel)
@@ -87,6 +88,12 @@ class SLSTM(nn.Module):
             values = (5.0 - 12.0 * k ** (0.3 + 1.3 * r)).float()
         self.bias[1].copy_(values.to(self.bias).expand(self.num_heads, D))
 
+    def resolved_backend(self, device: torch.device) -> str:
+        """"triton" or "torch" (the loop), as :meth:`forward` picks it for inputs on ``device``."""
+        if self.backend == "auto":
+            return "triton" if device.type == "cuda" and triton_available() else "torch"
+        return "triton" if self.backend == "triton" else "torch"
+
     def _zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         B = x.shape[0]
         zeros = x.new_zeros(B, self.num_heads, self.head_dim)
@@ -105,7 +112,7 @@ class SLSTM(nn.Module):
             torch.einsum("bthi,hoi->btho", src, self.W[g])
             for g, src in enumerate((xc, xc, xh, xh))
         ], dim=2) + self.bias  # [B, T, 4, H, D]
-        if self.backend == "triton":
+        if self.resolved_backend(x.device) == "triton":
             ys, (y, c, n, m) = _triton_recurrence()(
                 Wx, self.R, None if state is None else state[1:])
         else:
