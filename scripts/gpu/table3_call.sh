@@ -3,6 +3,7 @@
 #
 #   bash scripts/gpu/table3_call.sh check SECONDS    # GPU tests + steps/s per model, then run
 #   bash scripts/gpu/table3_call.sh run SECONDS      # (re)start or keep following the sweep
+#   (env: PER_GPU runs on each GPU, FIRST_ORDER patterns to start first, CUDA_VISIBLE_DEVICES)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -22,6 +23,10 @@ phase=$1; budget=$2
 deadline=$(( $(date +%s) + budget - 30 ))  # leave time to pack
 FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/mamba_neg/*'
        --first 'mod_arith/deltanet/*' --first 'mod_arith/mamba/*' --first 'mod_arith/slstm/*')
+if [ -n "${FIRST_ORDER:-}" ]; then  # e.g. FIRST_ORDER='mod_arith/mamba_neg/* mod_arith/mamba/*'
+  read -r -a patterns <<<"$FIRST_ORDER"; FIRST=()  # read does not glob the patterns
+  for p in "${patterns[@]}"; do FIRST+=(--first "$p"); done
+fi
 
 log() { echo "[$(date +%H:%M:%S)] $*" | tee -a "$OUT/call.log"; }
 
