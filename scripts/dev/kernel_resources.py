@@ -1,0 +1,157 @@
+"""Registers, spills and shared memory of statetrack's Triton kernels on Hopper, without a GPU.
+
+Triton compiles a kernel to PTX on any machine, and the ``ptxas`` that ships with it assembles
+that PTX for sm_90a and reports what each thread needs. Occupancy follows from it (65,536
+registers per multiprocessor: a 4-warp program at 255 registers leaves room for two), and a
+spill means local-memory traffic in the inner loop. So tile sizes can be screened here, and
+device time spent only on the ones that fit.
+
+    PYTHONPATH=src python scripts/dev/kernel_resources.py selective_scan --grid BT=2,4,8 \
+        --warps 2 4
+
+Each row: kernel, constexpr settings, num_warps, registers per thread, spilled bytes (stores,
+loads), shared memory bytes, and programs per multiprocessor that the registers allow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import itertools
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REGISTERS_PER_SM = 65536
+PTXAS_NAMES = ("ptxas-blackwell", "ptxas")  # the newer one reads the PTX version Triton writes
+
+
+@dataclass
+class KernelSpec:
+    """A kernel, the Triton type of each runtime argument, and its default constexprs."""
+
+    name: str
+    kernel: Any
+    types: dict[str, str]
+    constexprs: dict[str, Any] = field(default_factory=dict)
+
+
+def _specs(op: str) -> list[KernelSpec]:
+    if op == "selective_scan":
+        from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
+        from statetrack.ops.selective_scan.triton_impl import BWD_CONFIG, FWD_CONFIG
+        from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+
+        bf16 = ("x", "dt", "Bm", "Cm", "z", "y", "dy", "dx", "ddt", "dz")
+        flags = dict(NP=16, HAS_D=True, HAS_Z=True, HAS_BIAS=True)
+        return [
+            KernelSpec("ss_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
+                       dict(flags, BT=FWD_CONFIG.BT, BD=FWD_CONFIG.BD, SEG=FWD_CONFIG.SEG,
+                            HAS_H0=False, SAVE=True)),
+            KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
+                       dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
+                            HAS_DHT=False)),
+        ]
+    if op == "linear_scan":
+        from statetrack.ops.linear_scan import triton_impl as ls
+
+        bf16 = ("a", "b", "h", "dh", "da", "db")
+        return [
+            KernelSpec("ls_fwd", ls._ls_fwd_kernel, _types(ls._ls_fwd_kernel, bf16),
+                       dict(BT=ls.BT, BF=ls.BF, HAS_H0=False)),
+            KernelSpec("ls_bwd", ls._ls_bwd_kernel, _types(ls._ls_bwd_kernel, bf16),
+                       dict(BT=ls.BT, BF=ls.BF, HAS_H0=False, HAS_DHT=True)),
+        ]
+    raise ValueError(f"op: expected selective_scan or linear_scan, got {op!r}")
+
+
+def _types(kernel: Any, bf16: tuple[str, ...]) -> dict[str, str]:
+    """Runtime arguments: the names in ``bf16`` are bf16 pointers, other pointers float32;
+    ``T``, ``Dm``, ``N``, ``F`` are int32 and ``lo``, ``width`` float32."""
+    types = {}
+    for name, param in inspect.signature(kernel.fn).parameters.items():
+        if "constexpr" in str(param.annotation):
+            continue
+        if name in ("T", "Dm", "N", "F"):
+            types[name] = "i32"
+        elif name in ("lo", "width"):
+            types[name] = "fp32"
+        else:
+            types[name] = "*bf16" if name in bf16 else "*fp32"
+    return types
+
+
+def _ptxas() -> Path:
+    import triton
+
+    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    for name in PTXAS_NAMES:
+        if (bin_dir / name).exists():
+            return bin_dir / name
+    raise FileNotFoundError(f"no ptxas in {bin_dir}: this Triton wheel ships none")
+
+
+def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
+              ptxas: Path) -> dict[str, int]:
+    """Compile ``spec`` for sm_90a and return registers, spill stores/loads and shared bytes."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = list(inspect.signature(spec.kernel.fn).parameters)
+    signature = {n: spec.types.get(n, "constexpr") for n in names}
+    source = ASTSource(spec.kernel, signature=signature,
+                       constexprs={(names.index(k),): v for k, v in constexprs.items()})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": num_warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx = Path(tmp) / f"{spec.name}.ptx"
+        ptx.write_text(compiled.asm["ptx"])
+        report = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(ptx), "-o", "/dev/null"],
+                                capture_output=True, text=True, check=True).stderr
+    number = lambda pattern: int(re.search(pattern, report).group(1))  # noqa: E731
+    return {"registers": number(r"Used (\d+) registers"),
+            "spill_stores": number(r"(\d+) bytes spill stores"),
+            "spill_loads": number(r"(\d+) bytes spill loads"),
+            "shared": int(compiled.metadata.shared)}
+
+
+def _grid(pairs: list[str]) -> list[dict[str, int]]:
+    """``["BT=2,4", "BD=32"]`` → every combination as a dict."""
+    axes = []
+    for pair in pairs:
+        key, _, values = pair.partition("=")
+        if not values:
+            raise ValueError(f"--grid: expected NAME=V1,V2,..., got {pair!r}")
+        axes.append([(key, int(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("op", choices=("selective_scan", "linear_scan"))
+    parser.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
+                        help="constexprs to vary (default: the launch settings in use)")
+    parser.add_argument("--warps", nargs="+", type=int, default=[4])
+    args = parser.parse_args(argv)
+    ptxas = _ptxas()
+    print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
+    print("|---|---|---|---|---|---|---|")
+    for spec in _specs(args.op):
+        for point, warps in itertools.product(_grid(args.grid), args.warps):
+            settings = {**spec.constexprs, **{k: v for k, v in point.items()
+                                              if k in spec.constexprs}}
+            r = resources(spec, settings, warps, ptxas)
+            shown = ", ".join(f"{k}={settings[k]}" for k in point if k in settings) or "default"
+            per_sm = REGISTERS_PER_SM // (r["registers"] * 32 * warps)
+            print(f"| {spec.name} | {shown} | {warps} | {r['registers']} | "
+                  f"{r['spill_stores']}/{r['spill_loads']} | {r['shared']} | {per_sm} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
