@@ -1,8 +1,9 @@
 """The paper's Table 3 and the public protocol, to set our numbers beside the paper's.
 
 A run counts as one of the paper's configs when its model equals
-:func:`statetrack.models.paper_models` under its name (up to the mixer's ``backend``) and its training and evaluation follow
-the public protocol of PAPER.md (steps, batch, learning rate, lengths); a run with, say,
+:func:`statetrack.models.paper_models` under its name (up to the mixer's ``backend``) and its
+training and evaluation follow the public protocol of PAPER.md (steps, batch, learning rate,
+lengths); a run with, say,
 ``--set training.steps=100`` gets no paper value beside it.
 """
 

@@ -3,10 +3,14 @@
 Two launches, reusing the forward's per-chunk intermediates (A, P, Wk, Kdec, γ, the entering
 states h and the new values Wnew):
 - ``chunk_state_bwd_kernel`` (sequential over chunks in reverse, parallel over batch·head and
-  V-tiles): carries ``dS`` (the adjoint of the state leaving a chunk) in registers, writes it
-  per chunk, and the adjoint of the new values ``dWnew = Pᵀ dO + Kdec dS``.
+  V-tiles): carries ``dS`` (the adjoint of the state leaving a chunk) in float32 registers,
+  writes it per chunk, and the adjoint of the new values ``dWnew = Pᵀ dO + Kdec dS``.
 - ``chunk_grad_kernel`` (parallel over chunks): all local gradients (q, k, v, β, the decays,
   hence the gate) from those, looping over V-tiles.
+
+``dh`` and ``dWnew`` are stored in the dtype of the forward's ``h`` (16-bit for 16-bit inputs,
+float32 otherwise) and, like ``dO`` and the stored forward intermediates, enter the products
+over V as 16-bit operands; the [BT, BT]/[BT, BK] products with A stay float32 (TRITON.md).
 """
 
 from __future__ import annotations
@@ -42,13 +46,15 @@ def chunk_state_bwd_kernel(
         b_dS = tl.load(dhT + i_bh * K * V + o_kv, mask=m_kv, other=0.0).to(tl.float32)
     else:
         b_dS = tl.zeros([BK, BV], dtype=tl.float32)
+    DT: tl.constexpr = dh.dtype.element_ty
     for i_n in range(NT - 1, -1, -1):
         o_c = i_bh * NT * BT + i_n * BT
-        tl.store(dh + (i_bh * NT + i_n) * BK * V + o_kv, b_dS, mask=m_v[None, :])
+        b_dh = b_dS.to(DT)
+        tl.store(dh + (i_bh * NT + i_n) * BK * V + o_kv, b_dh, mask=m_v[None, :])
         m_t = (i_n * BT + o_t) < T
         o_in = (i_b * T + i_n * BT) * H + i_h
         b_do = tl.load(do + o_in * V + o_tv, mask=m_t[:, None] & m_v[None, :],
-                       other=0.0).to(tl.float32)
+                       other=0.0).to(DT)
         b_q = tl.load(q + o_in * K + o_tk, mask=m_t[:, None] & m_k[None, :],
                       other=0.0).to(tl.float32)
         b_kdec = tl.load(Kdec + o_c * BK + o_ck)
@@ -57,10 +63,12 @@ def chunk_state_bwd_kernel(
         b_P = tl.load(P + o_c * BT + o_t[:, None] * BT + o_t[None, :])
         # o = diag(γ) Q S + P Wnew,  S_end = γ_C S + Kdecᵀ Wnew,  Wnew = U − Wk S
         b_dw = tl.dot(tl.trans(b_P), b_do, input_precision=PREC)
-        b_dw += tl.dot(b_kdec, b_dS, input_precision=PREC)
+        b_dw += tl.dot(b_kdec, b_dh, input_precision=PREC)
+        b_dw = b_dw.to(DT)  # stored, and used below, rounded alike
         tl.store(dWnew + o_c * V + o_t[:, None] * V + o_v[None, :], b_dw, mask=m_v[None, :])
         b_glast = tl.sum(tl.where(o_t == BT - 1, b_gam, 0.0), 0)
-        b_dS = b_glast * b_dS + tl.dot(tl.trans(b_q * b_gam[:, None]), b_do, input_precision=PREC)
+        b_dS = b_glast * b_dS + tl.dot(tl.trans((b_q * b_gam[:, None]).to(DT)), b_do,
+                                       input_precision=PREC)
         b_dS -= tl.dot(tl.trans(b_wk), b_dw, input_precision=PREC)
     tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
 
@@ -115,13 +123,14 @@ def chunk_grad_kernel(
     b_dA = tl.zeros([BT, BT], dtype=tl.float32)
     b_dbeta = tl.zeros([BT], dtype=tl.float32)
     b_dglast = tl.zeros([BT], dtype=tl.float32)  # ⟨dS_end, S⟩ (same in every lane)
+    DT: tl.constexpr = h.dtype.element_ty
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = o_t[:, None] * (H * V) + o_v[None, :]
         b_v = tl.load(v + o_in * V + o_tv, mask=m_tv, other=0.0).to(tl.float32)
-        b_do = tl.load(do + o_in * V + o_tv, mask=m_tv, other=0.0).to(tl.float32)
+        b_do = tl.load(do + o_in * V + o_tv, mask=m_tv, other=0.0).to(DT)
         o_kv = o_k[:, None] * V + o_v[None, :]
         o_h = (i_bh * NT + i_n) * BK * V
         b_S = tl.load(h + o_h + o_kv, mask=m_v[None, :], other=0.0)
@@ -134,9 +143,10 @@ def chunk_grad_kernel(
         b_Y += tl.dot(b_dw, tl.trans(b_S), input_precision=PREC)
         b_X2 += tl.dot(b_w, tl.trans(b_dS), input_precision=PREC)
         b_dP += tl.dot(b_do, tl.trans(b_w), input_precision=PREC)
-        b_dA += tl.dot(b_dw, tl.trans(b_v * b_beta[:, None]), input_precision=PREC)
-        b_dglast += tl.sum(tl.sum(b_dS * b_S, 1), 0)
-        b_AtdU = tl.dot(tl.trans(b_A), b_dw, input_precision=PREC)
+        b_dA += tl.dot(b_dw, tl.trans((b_v * b_beta[:, None]).to(DT)), input_precision=PREC)
+        b_dglast += tl.sum(tl.sum(b_dS.to(tl.float32) * b_S.to(tl.float32), 1), 0)
+        # A stays float32 (as in the forward's U = A diag(β) V): dv is only as good as A
+        b_AtdU = tl.dot(tl.trans(b_A), b_dw.to(tl.float32), input_precision=PREC)
         tl.store(dv + o_in * V + o_tv, (b_beta[:, None] * b_AtdU).to(dv.dtype.element_ty),
                  mask=m_tv)
         b_dbeta += tl.sum(b_AtdU * b_v, 1)

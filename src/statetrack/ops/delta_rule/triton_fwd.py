@@ -9,8 +9,11 @@ Three launches:
   ``Wnew = U − Wk S``.
 - ``chunk_output_kernel`` (parallel over chunks): the outputs ``o = diag(γ) Q S + P Wnew``.
 
-Intermediates are float32 in ``[B·H, N·BT, ·]`` (chunk-padded time) so that only the inputs
-need strided, masked loads.
+Intermediates are in ``[B·H, N·BT, ·]`` (chunk-padded time) so that only the inputs need
+strided, masked loads. ``A``, ``γ`` and the carried state are float32; ``P``, ``Wk``, ``U``,
+``Kdec``, ``h`` and ``Wnew`` are stored in the operand dtype ``DT`` read off their pointers: the
+input dtype for 16-bit inputs (16-bit tensor-core dots, fp32 accumulation), float32 otherwise
+(TRITON.md, "16-bit inputs").
 """
 
 from __future__ import annotations
@@ -148,8 +151,10 @@ def chunk_prep_kernel(
     o_in = (i_b * T + i_n * BT) * H + i_h
     # scalar int64 bases + int32 tile offsets: int64 tile offsets would double the registers
     o_tk = o_t[:, None] * (H * K) + o_k[None, :]
-    b_q = tl.load(q + o_in * K + o_tk, mask=m_tk, other=0.0).to(tl.float32)
-    b_k = tl.load(k + o_in * K + o_tk, mask=m_tk, other=0.0).to(tl.float32)
+    # q, k as dot operands in DT: exact for 16-bit inputs (no rounding), float32 otherwise
+    DT: tl.constexpr = P.dtype.element_ty
+    b_q = tl.load(q + o_in * K + o_tk, mask=m_tk, other=0.0).to(DT)
+    b_k = tl.load(k + o_in * K + o_tk, mask=m_tk, other=0.0).to(DT)
     b_beta = tl.load(beta + o_in + o_t * H, mask=m_t, other=0.0).to(tl.float32)
     b_Gam, b_gam = chunk_decays(gate + o_in, o_t, m_t, H, USE_GATE, BT)
 
@@ -158,9 +163,9 @@ def chunk_prep_kernel(
     o_tt = o_t[:, None] * BT + o_t[None, :]
     o_ck = o_t[:, None] * BK + o_k[None, :]
     b_P = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Gam
-    tl.store(P + o_c * BT + o_tt, b_P)
+    tl.store(P + o_c * BT + o_tt, b_P.to(DT))
     b_Glast = tl.sum(tl.where(o_t[:, None] == BT - 1, b_Gam, 0.0), 0)
-    tl.store(Kdec + o_c * BK + o_ck, b_k * b_Glast[:, None])
+    tl.store(Kdec + o_c * BK + o_ck, (b_k.to(tl.float32) * b_Glast[:, None]).to(DT))
     tl.store(gam + o_c + o_t, b_gam)
     b_KK = tl.dot(b_k, tl.trans(b_k), input_precision=PREC)
     b_L = tl.where(o_t[:, None] > o_t[None, :], b_beta[:, None] * b_KK * b_Gam, 0.0)
@@ -169,15 +174,17 @@ def chunk_prep_kernel(
     else:
         b_A = ut_inverse(b_L, o_t, BT)
         tl.store(A + o_c * BT + o_tt, b_A)
-    b_wk = tl.dot(b_A, b_k * (b_beta * b_gam)[:, None], input_precision=PREC)
-    tl.store(Wk + o_c * BK + o_ck, b_wk)
+    # A stays float32 and so do these two products (tf32 for 16-bit inputs): rounding A to 16
+    # bits costs more accuracy (TRITON.md) than the products cost time in this parallel kernel
+    b_wk = tl.dot(b_A, b_k.to(tl.float32) * (b_beta * b_gam)[:, None], input_precision=PREC)
+    tl.store(Wk + o_c * BK + o_ck, b_wk.to(DT))
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         b_v = tl.load(v + o_in * V + o_t[:, None] * (H * V) + o_v[None, :],
                       mask=m_t[:, None] & m_v[None, :], other=0.0).to(tl.float32)
         b_u = tl.dot(b_A, b_v * b_beta[:, None], input_precision=PREC)
-        tl.store(U + o_c * V + o_t[:, None] * V + o_v[None, :], b_u, mask=m_v[None, :])
+        tl.store(U + o_c * V + o_t[:, None] * V + o_v[None, :], b_u.to(DT), mask=m_v[None, :])
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -189,7 +196,9 @@ def chunk_state_fwd_kernel(
 ):
     """The only sequential part: S ← γ_{C−1} S + Kdecᵀ (U − Wk S), chunk after chunk.
 
-    Outputs are left to ``chunk_output_kernel`` so that each step here is two products.
+    Outputs are left to ``chunk_output_kernel`` so that each step here is two products. S is
+    carried in float32; it enters the product with Wk as stored in ``h`` (16-bit for 16-bit
+    inputs), and the update uses ``Wnew`` as stored, so the backward sees the same values.
     """
     i_bh, i_v = tl.program_id(0).to(tl.int64), tl.program_id(1).to(tl.int64)
     NT = tl.cdiv(T, BT)
@@ -205,12 +214,14 @@ def chunk_state_fwd_kernel(
         b_S = tl.load(h0 + i_bh * K * V + o_kv, mask=m_kv, other=0.0).to(tl.float32)
     else:
         b_S = tl.zeros([BK, BV], dtype=tl.float32)
+    DT: tl.constexpr = h.dtype.element_ty
     for i_n in range(0, NT):
         o_c = i_bh * NT * BT + i_n * BT
-        tl.store(h + (i_bh * NT + i_n) * BK * V + o_kv, b_S, mask=m_v[None, :])
+        b_h = b_S.to(DT)
+        tl.store(h + (i_bh * NT + i_n) * BK * V + o_kv, b_h, mask=m_v[None, :])
         b_wk = tl.load(Wk + o_c * BK + o_ck)
-        b_u = tl.load(U + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
-        b_wnew = b_u - tl.dot(b_wk, b_S, input_precision=PREC)
+        b_u = tl.load(U + o_c * V + o_cv, mask=m_v[None, :], other=0.0).to(tl.float32)
+        b_wnew = (b_u - tl.dot(b_wk, b_h, input_precision=PREC)).to(DT)
         tl.store(Wnew + o_c * V + o_cv, b_wnew, mask=m_v[None, :])
         # S_end = γ_C S + Kdecᵀ Wnew  (γ_C may be negative or 0: applied as is)
         b_kdec = tl.load(Kdec + o_c * BK + o_ck)
@@ -238,7 +249,7 @@ def chunk_output_kernel(
     o_c = i_bh * NT * BT + i_n * BT
     o_in = (i_b * T + i_n * BT) * H + i_h
     b_q = tl.load(q + o_in * K + o_t[:, None] * (H * K) + o_k[None, :],
-                  mask=m_t[:, None] & (o_k < K)[None, :], other=0.0).to(tl.float32)
+                  mask=m_t[:, None] & (o_k < K)[None, :], other=0.0).to(h.dtype.element_ty)
     b_S = tl.load(h + (i_bh * NT + i_n) * BK * V + o_k[:, None] * V + o_v[None, :],
                   mask=m_v[None, :], other=0.0)
     b_P = tl.load(P + o_c * BT + o_t[:, None] * BT + o_t[None, :])

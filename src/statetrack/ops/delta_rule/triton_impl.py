@@ -39,7 +39,19 @@ def _tiles(K: int) -> tuple[int, int]:
 
 def _precision(dtype: torch.dtype) -> str:
     # tf32 dots carry ~3e-4 relative error: fine for 16-bit inputs, not for float32 ones.
+    # (Dots whose operands are 16-bit ignore it: those are 16-bit tensor-core products.)
     return "tf32" if dtype in (torch.float16, torch.bfloat16) else "ieee"
+
+
+def _stored_dtype(dtype: torch.dtype) -> torch.dtype:
+    """dtype of the large intermediates (P, Wk, U, Kdec, h, Wnew, dh, dWnew).
+
+    The input dtype for 16-bit inputs: half the bytes, and 16-bit dots at twice the tf32 rate;
+    the bf16 rounding of these stays within ~3e-3 of float64 (TRITON.md, "16-bit inputs").
+    float32 for float32 and float64 inputs. A, γ, the carried states, S_T and dS_0 are always
+    float32.
+    """
+    return dtype if dtype in (torch.float16, torch.bfloat16) else torch.float32
 
 
 # Launch settings per kernel and BK: (BV, num_warps, num_stages). num_stages 0 means: 2 when
@@ -82,13 +94,13 @@ def _forward(q, k, v, beta, gate, h0):
     V = v.shape[-1]
     BT, BK = _tiles(K)
     NT = triton.cdiv(T, BT)
-    dev, f32 = q.device, torch.float32
+    dev, f32, st = q.device, torch.float32, _stored_dtype(q.dtype)
     prec = _precision(q.dtype)
     A = _empty(B * H, NT * BT, BT, dtype=f32, device=dev)
-    P = _empty(B * H, NT * BT, BT, dtype=f32, device=dev)
-    Wk = _empty(B * H, NT * BT, BK, dtype=f32, device=dev)
-    Kdec = _empty(B * H, NT * BT, BK, dtype=f32, device=dev)
-    U = _empty(B * H, NT * BT, V, dtype=f32, device=dev)
+    P = _empty(B * H, NT * BT, BT, dtype=st, device=dev)
+    Wk = _empty(B * H, NT * BT, BK, dtype=st, device=dev)
+    Kdec = _empty(B * H, NT * BT, BK, dtype=st, device=dev)
+    U = _empty(B * H, NT * BT, V, dtype=st, device=dev)
     gam = _empty(B * H, NT * BT, dtype=f32, device=dev)
     BV, opts = _launch("prep", BK, V, B * H, dev)
     chunk_prep_kernel[(B * H * NT,)](
@@ -97,8 +109,8 @@ def _forward(q, k, v, beta, gate, h0):
         T, H, K, V, BT=BT, BK=BK, BV=BV, USE_GATE=gate is not None, PREC=prec, **opts,
     )
     hT = _empty(B, H, K, V, dtype=f32, device=dev)
-    h = _empty(B * H, NT, BK, V, dtype=f32, device=dev)
-    Wnew = _empty(B * H, NT * BT, V, dtype=f32, device=dev)
+    h = _empty(B * H, NT, BK, V, dtype=st, device=dev)
+    Wnew = _empty(B * H, NT * BT, V, dtype=st, device=dev)
     BV, opts = _launch("state_fwd", BK, V, B * H, dev)
     chunk_state_fwd_kernel[(B * H, triton.cdiv(V, BV))](
         h0 if h0 is not None else hT, hT, Wk, U, Kdec, gam, h, Wnew,
@@ -118,10 +130,10 @@ def _backward(q, k, v, beta, gate, saved, do, dhT):
     V = v.shape[-1]
     BT, BK = _tiles(K)
     NT = triton.cdiv(T, BT)
-    dev, f32 = q.device, torch.float32
+    dev, f32, st = q.device, torch.float32, _stored_dtype(q.dtype)
     prec = _precision(q.dtype)
-    dh = _empty(B * H, NT, BK, V, dtype=f32, device=dev)
-    dWnew = _empty(B * H, NT * BT, V, dtype=f32, device=dev)
+    dh = _empty(B * H, NT, BK, V, dtype=st, device=dev)
+    dWnew = _empty(B * H, NT * BT, V, dtype=st, device=dev)
     dh0 = _empty(B, H, K, V, dtype=f32, device=dev)
     BV, opts = _launch("state_bwd", BK, V, B * H, dev)
     chunk_state_bwd_kernel[(B * H, triton.cdiv(V, BV))](

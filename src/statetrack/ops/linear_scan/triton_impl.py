@@ -28,6 +28,15 @@ def _combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _row_or_zeros(p, i_b, F, o_f, m_f, BF: tl.constexpr, HAS: tl.constexpr):
+    """Row i_b of a ``[B, F]`` tensor, block ``o_f``, as float32; zeros when it is absent."""
+    b_r = tl.zeros([BF], dtype=tl.float32)
+    if HAS:
+        b_r = tl.load(p + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
+    return b_r
+
+
+@triton.jit
 def _ls_fwd_kernel(a, b, h0, h, hT, T, F, BT: tl.constexpr, BF: tl.constexpr,
                    HAS_H0: tl.constexpr):
     """Grid (cdiv(F, BF), B); a, b, h [B, T, F]; h0, hT [B, F] float32."""
@@ -35,9 +44,7 @@ def _ls_fwd_kernel(a, b, h0, h, hT, T, F, BT: tl.constexpr, BF: tl.constexpr,
     i_b = tl.program_id(1).to(tl.int64)
     o_f = i_f * BF + tl.arange(0, BF)
     m_f = o_f < F
-    b_h = tl.zeros([BF], dtype=tl.float32)
-    if HAS_H0:
-        b_h = tl.load(h0 + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
+    b_h = _row_or_zeros(h0, i_b, F, o_f, m_f, BF, HAS_H0)
     last = (tl.arange(0, BT) == BT - 1)[:, None]
     for t0 in range(0, T, BT):
         o_t = t0 + tl.arange(0, BT)
@@ -61,12 +68,8 @@ def _ls_bwd_kernel(a, h0, h, dh, dhT, da, db, dh0, T, F, BT: tl.constexpr, BF: t
     i_b = tl.program_id(1).to(tl.int64)
     o_f = i_f * BF + tl.arange(0, BF)
     m_f = o_f < F
-    b_g = tl.zeros([BF], dtype=tl.float32)
-    if HAS_DHT:
-        b_g = tl.load(dhT + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
-    b_h0 = tl.zeros([BF], dtype=tl.float32)
-    if HAS_H0:
-        b_h0 = tl.load(h0 + i_b * F + o_f, mask=m_f, other=0.0).to(tl.float32)
+    b_g = _row_or_zeros(dhT, i_b, F, o_f, m_f, BF, HAS_DHT)
+    b_h0 = _row_or_zeros(h0, i_b, F, o_f, m_f, BF, HAS_H0)
     first = (tl.arange(0, BT) == 0)[:, None]
     n_c = tl.cdiv(T, BT)
     for i_r in range(n_c):

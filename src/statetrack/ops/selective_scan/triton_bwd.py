@@ -14,6 +14,8 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _channel_block,
+    _channel_params,
     _combine,
     _combine_excl,
     _load_td,
@@ -114,23 +116,11 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     pid = i_b * tl.num_programs(0) + i_d
-    o_d = i_d * BD + tl.arange(0, BD)
-    o_n = tl.arange(0, NP)
-    m_d = o_d < Dm
+    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
-    m_nd = m_n[:, None] & m_d[None, :]
-    o_nd = o_d[None, :] * N + o_n[:, None]
-    b_A = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_A, b_bias, b_D, b_p = _channel_params(A, dt_bias, D, dhT, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
+                                            NP, BD, HAS_BIAS, HAS_D, HAS_DHT)
     b_A2 = b_A * LOG2E
-    b_bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_D = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_p = tl.zeros([NP, BD], dtype=tl.float32)
-    if HAS_DHT:
-        b_p = tl.load(dhT + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
     b_dA = tl.zeros([NP, BD], dtype=tl.float32)
     b_dD = tl.zeros([BD], dtype=tl.float32)
     b_dbias = tl.zeros([BD], dtype=tl.float32)

@@ -57,6 +57,36 @@ def _load_tn(p, i_b, o_t, o_n, T, N, m_tn):
 
 
 @triton.jit
+def _channel_block(i_d, Dm, N, NP: tl.constexpr, BD: tl.constexpr):
+    """Offsets and masks of channel block ``i_d``: o_d, o_n, m_d, m_nd and ``o_nd`` into
+    ``[Dm, N]`` / ``[B, Dm, N]`` as an ``[NP, BD]`` tile."""
+    o_d = i_d * BD + tl.arange(0, BD)
+    o_n = tl.arange(0, NP)
+    m_d = o_d < Dm
+    m_nd = (o_n < N)[:, None] & m_d[None, :]
+    return o_d, o_n, m_d, m_nd, o_d[None, :] * N + o_n[:, None]
+
+
+@triton.jit
+def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
+                    NP: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_H: tl.constexpr):
+    """A ``[NP, BD]``, dt_bias ``[BD]``, D ``[BD]`` and the state ``h [B, Dm, N]`` of batch row
+    i_b as an ``[NP, BD]`` tile, all float32; the absent ones are zeros."""
+    b_A = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_bias = tl.zeros([BD], dtype=tl.float32)
+    if HAS_BIAS:
+        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_D = tl.zeros([BD], dtype=tl.float32)
+    if HAS_D:
+        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_h = tl.zeros([NP, BD], dtype=tl.float32)
+    if HAS_H:
+        b_h = tl.load(h + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    return b_A, b_bias, b_D, b_h
+
+
+@triton.jit
 def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n,
                T, Dm, N, lo, width,
                BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
@@ -96,22 +126,11 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
     """Grid (cdiv(Dm, BD), B). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm]."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
-    o_d = i_d * BD + tl.arange(0, BD)
-    o_n = tl.arange(0, NP)
-    m_d = o_d < Dm
+    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
-    m_nd = m_n[:, None] & m_d[None, :]
-    o_nd = o_d[None, :] * N + o_n[:, None]  # into [Dm, N] / [B, Dm, N]
-    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
-    b_bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_D = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_h = tl.zeros([NP, BD], dtype=tl.float32)
-    if HAS_H0:
-        b_h = tl.load(h0 + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_A, b_bias, b_D, b_h = _channel_params(A, dt_bias, D, h0, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
+                                            NP, BD, HAS_BIAS, HAS_D, HAS_H0)
+    b_A2 = b_A * LOG2E
     n_seg = tl.cdiv(T, SEG)
     for i_s in range(n_seg):
         if SAVE:
