@@ -5,17 +5,12 @@ For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+bac
 over the time) against a device-to-device copy measured in the same run, and the floor set by
 the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
 
-    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep] \
-        [--kernels chunk seq] [--no-torch]
-
-``--kernels`` times each Triton kernel pair (``triton_impl.KERNELS``: "chunk", the chunked
-time scan; "seq", one channel per thread), recorded as ``"kernels"``.
+    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import subprocess
 
@@ -114,58 +109,24 @@ def sweep() -> None:
         ti.FWD_CONFIG, ti.BWD_CONFIG = base_f, base_b
 
 
-def sweep_seq() -> None:
-    """Time tile settings of the one-channel-per-thread kernels (KERNELS = "seq"), [−1, 1]."""
-    from statetrack.ops.selective_scan import triton_impl as ti
-
-    base_f, base_b, base_k = ti.SEQ_FWD_CONFIG, ti.SEQ_BWD_CONFIG, ti.KERNELS
-    ti.KERNELS = "seq"
-    eig = EigRange(-1.0, 1.0)
-    for shape in (SHAPES[0], SHAPES[1], SHAPES[3]):
-        for bt, bd in [(16, 128), (8, 128), (16, 64), (32, 128)]:
-            ti.SEQ_FWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=32, num_warps=bd // 32)
-            ms = time_backend(shape, eig, "triton", "fwd", 100)
-            print(f"sweep seq fwd {shape} BT={bt} BD={bd}: {ms:.3f} ms", flush=True)
-        ti.SEQ_FWD_CONFIG = base_f
-        for bt, bd, seg in [(4, 32, 16), (2, 32, 16), (4, 64, 16), (4, 32, 32)]:
-            ti.SEQ_BWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=seg, num_warps=bd // 32)
-            ti.SEQ_FWD_CONFIG = ti.ScanConfig(BT=base_f.BT, BD=base_f.BD, SEG=seg,
-                                              num_warps=base_f.num_warps)
-            ms = time_backend(shape, eig, "triton", "fwdbwd", 100)
-            print(f"sweep seq fwdbwd {shape} BT={bt} BD={bd} SEG={seg}: {ms:.3f} ms",
-                  flush=True)
-        ti.SEQ_FWD_CONFIG, ti.SEQ_BWD_CONFIG = base_f, base_b
-    ti.KERNELS = base_k
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file for the records")
     ap.add_argument("--sweep", action="store_true", help="also time tile configurations")
-    ap.add_argument("--sweep-seq", action="store_true",
-                    help="only time tile settings of the seq kernels (no table, no JSON)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch backend")
-    ap.add_argument("--kernels", nargs="+", choices=("chunk", "seq"), default=["chunk"],
-                    help="triton kernel pairs to time (triton_impl.KERNELS; default chunk)")
     args = ap.parse_args()
-    from statetrack.ops.selective_scan import triton_impl as ti
-
     device = torch.cuda.get_device_name(0)
     cgbps, erate = copy_gbps(), exp_rate()
     print(f"{device}: copy {cgbps:.0f} GB/s, ex2 {erate / 1e12:.2f} T/s", flush=True)
-    if args.sweep_seq:
-        sweep_seq()
-        return
     if args.sweep:
         sweep()
     records = []
-    for shape, kernels in itertools.product(SHAPES, args.kernels):
-        ti.KERNELS = kernels
+    for shape in SHAPES:
         for lo in (0.0, -1.0):
             eig = EigRange(lo, 1.0)
             for pas in ("fwd", "fwdbwd"):
                 ms = {"statetrack": time_backend(shape, eig, "triton", pas, 200)}
-                if not args.no_torch and kernels == args.kernels[0]:
+                if not args.no_torch:
                     try:
                         ms["torch"] = time_backend(shape, eig, "torch", pas, 100)
                     except torch.OutOfMemoryError:
@@ -175,7 +136,7 @@ def main() -> None:
                 exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
                 rec = {"op": "selective_scan",
                        "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
-                       "pass": pas, "ms": ms, "eig_range": eig.as_list(), "kernels": kernels,
+                       "pass": pas, "ms": ms, "eig_range": eig.as_list(),
                        "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
                        "copy_gbps": cgbps, "exp_floor_ms": exp_floor,
                        "exps_per_state_step": EXPS_PER_STATE_STEP[pas],

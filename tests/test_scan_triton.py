@@ -105,15 +105,10 @@ def ls_check(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, dtype: torch.dt
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("eig", RANGES, ids=str)
-@pytest.mark.parametrize("kernels", ["chunk", "seq"])
 @pytest.mark.usefixtures("nan_empty")
-def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange,
-                                                 kernels: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiled kernels (both designs): outputs, h_T and all 9 gradients within 1e-4 (fp32) /
-    1e-2 (bf16)."""
-    ti = importlib.import_module("statetrack.ops.selective_scan.triton_impl")
-    monkeypatch.setattr(ti, "KERNELS", kernels)
+def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange
+                                                 ) -> None:
+    """Compiled kernels: outputs, h_T and all 9 gradients within 1e-4 (fp32) / 1e-2 (bf16)."""
     gen = torch.Generator().manual_seed(T)
     inputs = ss_inputs(2, T, 80, 16, "cuda", gen)  # Dm = 80: a partial channel block
     ss_check(inputs, eig, dtype, TOL[dtype])
@@ -142,16 +137,12 @@ INTERPRETED = textwrap.dedent("""
     # tiny tiles so chunk carries, segment restarts and partial blocks are all exercised
     ti.FWD_CONFIG = ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1)
     ti.BWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1)
-    ti.SEQ_FWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=4, num_warps=1)
-    ti.SEQ_BWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=4, num_warps=1)
     li = importlib.import_module("statetrack.ops.linear_scan.triton_impl")
     li.BT, li.BF = 4, 8
     for T in (1, 13):
-        for kernels in ("chunk", "seq"):
-            ti.KERNELS = kernels
-            for eig in (EigRange(0.0, 1.0), EigRange(-1.0, 1.0)):
-                gen = torch.Generator().manual_seed(T)
-                tst.ss_check(tst.ss_inputs(2, T, 6, 3, "cpu", gen), eig, torch.float32, 1e-4)
+        for eig in (EigRange(0.0, 1.0), EigRange(-1.0, 1.0)):
+            gen = torch.Generator().manual_seed(T)
+            tst.ss_check(tst.ss_inputs(2, T, 6, 3, "cpu", gen), eig, torch.float32, 1e-4)
         gen = torch.Generator().manual_seed(T)
         a = tst.signed_factors((2, T, 3, 5), gen)
         b = torch.randn(2, T, 3, 5, generator=gen, dtype=torch.float64)
@@ -162,8 +153,7 @@ INTERPRETED = textwrap.dedent("""
 
 
 def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
-    """TRITON_INTERPRET=1, tiny fp32 shapes: both ops (the selective scan with either kernel
-    pair) equal the float64 loops (fwd and grads)."""
+    """TRITON_INTERPRET=1, tiny fp32 shapes: both ops equal the float64 loops (fwd and grads)."""
     root = Path(__file__).resolve().parents[1]
     script = tmp_path / "interpreted.py"
     script.write_text(INTERPRETED)

@@ -10,8 +10,7 @@ device time spent only on the ones that fit.
         --warps 2 4
 
 Each row: kernel, constexpr settings, num_warps, registers per thread, spilled bytes (stores,
-loads), shared memory bytes, and programs per multiprocessor that the registers allow. The
-one-channel-per-thread ("seq") kernels take num_warps = BD / 32 whatever --warps says.
+loads), shared memory bytes, and programs per multiprocessor that the registers allow.
 """
 
 from __future__ import annotations
@@ -39,30 +38,23 @@ class KernelSpec:
     kernel: Any
     types: dict[str, str]
     constexprs: dict[str, Any] = field(default_factory=dict)
-    one_lane_per_channel: bool = False  # num_warps = BD / 32 (the "seq" kernels), not --warps
 
 
 def _specs(op: str) -> list[KernelSpec]:
     if op == "selective_scan":
-        from statetrack.ops.selective_scan import triton_impl as impl
         from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
-        from statetrack.ops.selective_scan.triton_bwd_seq import ss_bwd_seq_kernel
-        from statetrack.ops.selective_scan.triton_fwd_seq import ss_fwd_seq_kernel
+        from statetrack.ops.selective_scan.triton_impl import BWD_CONFIG, FWD_CONFIG
         from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
 
         bf16 = ("x", "dt", "Bm", "Cm", "z", "y", "dy", "dx", "ddt", "dz")
         flags = dict(NP=16, HAS_D=True, HAS_Z=True, HAS_BIAS=True)
-        tiles = lambda c: dict(flags, BT=c.BT, BD=c.BD, SEG=c.SEG)  # noqa: E731
-        fwd, bwd = dict(HAS_H0=False, SAVE=True), dict(HAS_DHT=False)
         return [
             KernelSpec("ss_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
-                       {**tiles(impl.FWD_CONFIG), **fwd}),
+                       dict(flags, BT=FWD_CONFIG.BT, BD=FWD_CONFIG.BD, SEG=FWD_CONFIG.SEG,
+                            HAS_H0=False, SAVE=True)),
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
-                       {**tiles(impl.BWD_CONFIG), **bwd}),
-            KernelSpec("ss_fwd_seq", ss_fwd_seq_kernel, _types(ss_fwd_seq_kernel, bf16),
-                       {**tiles(impl.SEQ_FWD_CONFIG), **fwd}, one_lane_per_channel=True),
-            KernelSpec("ss_bwd_seq", ss_bwd_seq_kernel, _types(ss_bwd_seq_kernel, bf16),
-                       {**tiles(impl.SEQ_BWD_CONFIG), **bwd}, one_lane_per_channel=True),
+                       dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
+                            HAS_DHT=False)),
         ]
     if op == "linear_scan":
         from statetrack.ops.linear_scan import triton_impl as ls
@@ -150,15 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
     print("|---|---|---|---|---|---|---|")
     for spec in _specs(args.op):
-        seen = set()
         for point, warps in itertools.product(_grid(args.grid), args.warps):
             settings = {**spec.constexprs, **{k: v for k, v in point.items()
                                               if k in spec.constexprs}}
-            if spec.one_lane_per_channel:
-                warps = settings["BD"] // 32
-            if (key := (tuple(sorted(settings.items())), warps)) in seen:
-                continue
-            seen.add(key)
             r = resources(spec, settings, warps, ptxas)
             shown = ", ".join(f"{k}={settings[k]}" for k in point if k in settings) or "default"
             per_sm = REGISTERS_PER_SM // (r["registers"] * 32 * warps)

@@ -26,8 +26,8 @@ echo "rc=$?" >>"$M/tests.txt"
 
 timeout 100 python3 benchmarks/delta_rule.py --no-fla --out "$M/h200_delta_rule_nofla.json" \
   >"$M/delta_rule.txt" 2>&1
-timeout 80 python3 benchmarks/scan.py --no-torch --kernels chunk seq \
-  --out "$M/h200_scan_kernels.json" >"$M/scan.txt" 2>&1
+timeout 80 python3 benchmarks/scan.py --no-torch \
+  --out "$M/h200_scan.json" >"$M/scan.txt" 2>&1
 timeout $(( $(left) - 10 )) python3 benchmarks/train_step.py --warmup 20 --steps 100 \
   --models deltanet_neg deltanet slstm mamba_neg --out "$M/h200_train_step.json" \
   >"$M/train_step.txt" 2>&1

@@ -9,8 +9,6 @@ import triton
 
 from statetrack.eig import EigRange
 from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
-from statetrack.ops.selective_scan.triton_bwd_seq import ss_bwd_seq_kernel
-from statetrack.ops.selective_scan.triton_fwd_seq import ss_fwd_seq_kernel
 from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
 
 
@@ -27,14 +25,6 @@ class ScanConfig:
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
 BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
-# The one-channel-per-thread kernels (triton_fwd_seq.py, triton_bwd_seq.py): BD = 32·num_warps,
-# BT = steps per static loop. Experimental until timed on a GPU: KERNELS = "seq" selects them.
-# The backward restarts from the states the forward saved every SEG steps, so the pair in use
-# shares one SEG (both "chunk" kernels: 64; both "seq": 16, which keeps the seq backward's
-# per-step scratch [SEG, N, BD] small enough for L2).
-SEQ_FWD_CONFIG = ScanConfig(BT=16, BD=128, SEG=16, num_warps=4)
-SEQ_BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=16, num_warps=1)
-KERNELS = "chunk"
 
 
 def _c(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -45,32 +35,31 @@ def _warps(cfg: ScanConfig, NP: int) -> int:
     return max(1, min(cfg.num_warps, NP * cfg.BD // 32))
 
 
-def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, seq: bool
+def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = SEQ_FWD_CONFIG if seq else FWD_CONFIG
+    cfg = FWD_CONFIG
     n_seg = triton.cdiv(T, cfg.SEG)
     y = torch.empty_like(x)
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
     hseg = (torch.empty(Bsz, n_seg, N, Dm, device=x.device, dtype=torch.float32) if save
             else hT)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
-    kernel = ss_fwd_seq_kernel if seq else ss_fwd_kernel
-    kernel[grid](
+    ss_fwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
-        num_warps=cfg.num_warps if seq else _warps(cfg, NP))
+        num_warps=_warps(cfg, NP))
     return y, hT, (hseg if save else None)
 
 
-def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, seq: bool) -> tuple:
+def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = SEQ_BWD_CONFIG if seq else BWD_CONFIG
+    cfg = BWD_CONFIG
     f32 = dict(device=x.device, dtype=torch.float32)
     dx, ddt = torch.empty_like(x), torch.empty_like(dt)
     dz = torch.empty_like(z) if z is not None else None
@@ -81,15 +70,13 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, seq: bool
     dbias_part = torch.empty(Bsz, Dm, **f32)
     dh0 = torch.empty(Bsz, Dm, N, **f32)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
-    steps = cfg.SEG if seq else cfg.SEG // cfg.BT  # states kept per segment
-    scratch = torch.empty(grid[0] * Bsz * steps * NP * cfg.BD, **f32)
-    (ss_bwd_seq_kernel if seq else ss_bwd_kernel)[grid](
+    scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, **f32)
+    ss_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT,
         dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
         T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None,
-        num_warps=cfg.num_warps if seq else _warps(cfg, NP))
+        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, num_warps=_warps(cfg, NP))
     dA = dA_part.sum(0).t()
     return dx, ddt, dA, dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0
 
@@ -98,8 +85,7 @@ class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, lo: float, width: float):
         save = any(ctx.needs_input_grad[:9])
-        ctx.seq = KERNELS == "seq"  # the backward must read the saved states as they were laid
-        y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save, ctx.seq)
+        y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, hseg)
         ctx.lo, ctx.width, ctx.h0_meta = lo, width, (None if h0 is None else h0.dtype)
         return y, hT
@@ -109,7 +95,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         x, dt, A, B, C, D, z, dt_bias, hseg = ctx.saved_tensors
         dhT = None if dhT is None else dhT.float().contiguous()
         dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
-            x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width, ctx.seq)
+            x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
         return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 None if D is None else dD.to(D.dtype),
                 dz,
