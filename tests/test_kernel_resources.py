@@ -40,3 +40,19 @@ def test_reports_registers_that_grow_with_the_tile(capsys: pytest.CaptureFixture
 def test_bad_grid_is_named() -> None:
     with pytest.raises(ValueError, match="NAME=V1,V2"):
         load_tool().main(["linear_scan", "--grid", "BT"])
+
+
+def test_delta_rule_kernels_compile_with_their_launch_settings(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """All five delta-rule kernels compile for sm_90a at K = V = 32 in bf16, each with the
+    num_warps its TUNING entry launches it with."""
+    tool = load_tool()
+    from statetrack.ops.delta_rule.triton_impl import TUNING
+
+    assert tool.main(["delta_rule", "--head-dim", "32"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| dr_")]
+    warps = {r[0].strip(): int(r[2]) for r in rows}
+    assert warps == {f"dr_{name}": TUNING[name][32][1] for name in TUNING}
+    assert all(1 <= int(r[3]) <= 255 for r in rows)

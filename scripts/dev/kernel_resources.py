@@ -8,6 +8,8 @@ device time spent only on the ones that fit.
 
     PYTHONPATH=src python scripts/dev/kernel_resources.py selective_scan --grid BT=2,4,8 \
         --warps 2 4
+    PYTHONPATH=src python scripts/dev/kernel_resources.py delta_rule --head-dim 128 \
+        --grid BV=32,64 [--dtype fp32]
 
 Each row: kernel, constexpr settings, num_warps, registers per thread, spilled bytes (stores,
 loads), shared memory bytes, and programs per multiprocessor that the registers allow.
@@ -38,9 +40,43 @@ class KernelSpec:
     kernel: Any
     types: dict[str, str]
     constexprs: dict[str, Any] = field(default_factory=dict)
+    num_warps: int = 4  # the launch setting in use (--warps overrides it)
+    num_stages: int = 1
 
 
-def _specs(op: str) -> list[KernelSpec]:
+def _delta_rule_specs(K: int, dtype: str) -> list[KernelSpec]:
+    """The five delta-rule kernels at head dims K = V, inputs in ``dtype`` ("bf16" or
+    "fp32"), with the tiles, precision and launch settings ``triton_impl`` would pick."""
+    import torch
+
+    from statetrack.ops.delta_rule import triton_bwd, triton_fwd
+    from statetrack.ops.delta_rule import triton_impl as impl
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    stored = "bf16" if impl._stored_dtype(torch_dtype) == torch.bfloat16 else "fp32"
+    BT, BK = impl._tiles(K)
+    io = ("q", "k", "v", "beta", "do", "o", "dq", "dk", "dv", "dbeta")
+    kept = ("P", "Wk", "U", "Kdec", "h", "Wnew", "dh", "dWnew")
+    kernels = [("prep", triton_fwd.chunk_prep_kernel, {"USE_GATE": False}),
+               ("state_fwd", triton_fwd.chunk_state_fwd_kernel, {"USE_H0": False}),
+               ("output", triton_fwd.chunk_output_kernel, {}),
+               ("state_bwd", triton_bwd.chunk_state_bwd_kernel, {"USE_DHT": False}),
+               ("grad", triton_bwd.chunk_grad_kernel, {"USE_GATE": False})]
+    specs = []
+    for name, kernel, flags in kernels:
+        BV, warps, stages = impl.TUNING[name][BK]
+        types = {n: (f"*{dtype}" if n in io else f"*{stored}" if n in kept else t)
+                 for n, t in _types(kernel, ()).items()}
+        constexprs = dict(flags, H=16, K=K, V=K, BT=BT, BK=BK, BV=min(BV, K),
+                          PREC=impl._precision(torch_dtype))
+        # stages 0 = "2 when the grid fits in one wave": counted here as 2, the larger
+        specs.append(KernelSpec(f"dr_{name}", kernel, types, constexprs, warps, stages or 2))
+    return specs
+
+
+def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
+    if op == "delta_rule":
+        return _delta_rule_specs(K, dtype)
     if op == "selective_scan":
         from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
         from statetrack.ops.selective_scan.triton_impl import BWD_CONFIG, FWD_CONFIG
@@ -66,12 +102,12 @@ def _specs(op: str) -> list[KernelSpec]:
             KernelSpec("ls_bwd", ls._ls_bwd_kernel, _types(ls._ls_bwd_kernel, bf16),
                        dict(BT=ls.BT, BF=ls.BF, HAS_H0=False, HAS_DHT=True)),
         ]
-    raise ValueError(f"op: expected selective_scan or linear_scan, got {op!r}")
+    raise ValueError(f"op: expected delta_rule, selective_scan or linear_scan, got {op!r}")
 
 
 def _types(kernel: Any, bf16: tuple[str, ...]) -> dict[str, str]:
     """Runtime arguments: the names in ``bf16`` are bf16 pointers, other pointers float32;
-    ``T``, ``Dm``, ``N``, ``F`` are int32 and ``lo``, ``width`` float32."""
+    ``T``, ``Dm``, ``N``, ``F`` are int32 and ``lo``, ``width`` float32 (constexprs left out)."""
     types = {}
     for name, param in inspect.signature(kernel.fn).parameters.items():
         if "constexpr" in str(param.annotation):
@@ -107,7 +143,7 @@ def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
     source = ASTSource(spec.kernel, signature=signature,
                        constexprs={(names.index(k),): v for k, v in constexprs.items()})
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": num_warps})
+                              options={"num_warps": num_warps, "num_stages": spec.num_stages})
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / f"{spec.name}.ptx"
         ptx.write_text(compiled.asm["ptx"])
@@ -133,16 +169,20 @@ def _grid(pairs: list[str]) -> list[dict[str, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("op", choices=("selective_scan", "linear_scan"))
+    parser.add_argument("op", choices=("delta_rule", "selective_scan", "linear_scan"))
     parser.add_argument("--grid", nargs="*", default=[], metavar="NAME=V1,V2",
                         help="constexprs to vary (default: the launch settings in use)")
-    parser.add_argument("--warps", nargs="+", type=int, default=[4])
+    parser.add_argument("--warps", nargs="+", type=int, default=None,
+                        help="num_warps to try (default: each kernel's launch setting)")
+    parser.add_argument("--head-dim", type=int, default=128, help="delta rule: K = V")
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
+                        help="delta rule: input dtype (fp32 takes the exact-float32 dots)")
     args = parser.parse_args(argv)
     ptxas = _ptxas()
     print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
     print("|---|---|---|---|---|---|---|")
-    for spec in _specs(args.op):
-        for point, warps in itertools.product(_grid(args.grid), args.warps):
+    for spec in _specs(args.op, args.head_dim, args.dtype):
+        for point, warps in itertools.product(_grid(args.grid), args.warps or [spec.num_warps]):
             settings = {**spec.constexprs, **{k: v for k, v in point.items()
                                               if k in spec.constexprs}}
             r = resources(spec, settings, warps, ptxas)
