@@ -3,7 +3,7 @@
 # one after another on the quiet GPU (fla's column left out: its autotuning alone takes
 # minutes; scripts/gpu/delta_rule_run.sh measures it).
 #
-#   bash scripts/gpu/measure_one_gpu.sh SECONDS         (about 9 minutes in all)
+#   bash scripts/gpu/measure_one_gpu.sh SECONDS         (6 minutes on an H200 in session 3)
 #
 # Everything comes back in $OUT/measure.tar.gz: tests.txt, the benchmarks' JSON and logs.
 set -u
