@@ -7,13 +7,11 @@ under ``TRITON_INTERPRET=1`` in a subprocess (the variable must be set before Tr
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from triton_interpreter_shim import run_interpreted
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = ROOT / "scripts" / "gpu" / "check_delta_rule_triton.py"
@@ -106,13 +104,10 @@ def test_triton_kernels_under_interpreter() -> None:
     edge, gated and not), match the float64 reference in every output: to 1e-4 in float32, and
     to 3e-3 in fp16, which takes the 16-bit path (16-bit intermediates and dots; the
     interpreter computes bf16 wrongly, fp16 correctly)."""
-    env = dict(os.environ, TRITON_INTERPRET="1", STATETRACK_TRITON_POISON="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "triton_interpreter_shim.py"), str(CHECK_SCRIPT),
-         "--device", "cpu", "--T", "3", "70",
-         "--dims", "1", "2", "16", "--V", "24", "--dtypes", "fp32", "fp16"],
-        env=env, capture_output=True, text=True, timeout=240,
+    proc = run_interpreted(
+        CHECK_SCRIPT, "--device", "cpu", "--T", "3", "70",
+        "--dims", "1", "2", "16", "--V", "24", "--dtypes", "fp32", "fp16",
+        env={"STATETRACK_TRITON_POISON": "1"}, timeout=240,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("fp32", "fp16"):

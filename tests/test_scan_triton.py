@@ -8,14 +8,12 @@ shapes in a subprocess (the variable must be set before triton is imported).
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from triton_interpreter_shim import run_interpreted
 
 from statetrack.eig import EigRange
 from statetrack.ops.linear_scan.reference import linear_scan_reference
@@ -154,13 +152,7 @@ INTERPRETED = textwrap.dedent("""
 
 def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
     """TRITON_INTERPRET=1, tiny fp32 shapes: both ops equal the float64 loops (fwd and grads)."""
-    root = Path(__file__).resolve().parents[1]
     script = tmp_path / "interpreted.py"
     script.write_text(INTERPRETED)
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root / "tests"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    shim = root / "tests" / "triton_interpreter_shim.py"  # works around a Triton 3.6 bug
-    proc = subprocess.run([sys.executable, str(shim), str(script)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_interpreted(script)
     assert proc.returncode == 0 and "interpreted kernels ok" in proc.stdout, proc.stderr[-3000:]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from triton_interpreter_shim import run_interpreted
 
 from statetrack.layers.registry import build_mixer
 from statetrack.layers.slstm import SLSTM, slstm_recurrence_torch
@@ -287,12 +288,7 @@ def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
     two backends agree."""
     script = tmp_path / "interpreted.py"
     script.write_text(INTERPRETED)
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"),
-                                          os.environ.get("PYTHONPATH", "")])}
-    shim = ROOT / "tests" / "triton_interpreter_shim.py"  # works around a Triton 3.6 bug
-    proc = subprocess.run([sys.executable, str(shim), str(script)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_interpreted(script)
     assert proc.returncode == 0 and "interpreted kernels ok" in proc.stdout, proc.stderr[-3000:]
 
 

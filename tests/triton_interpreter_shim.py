@@ -7,17 +7,36 @@ Triton by squeezing first). This applies the later Triton's conversion, and chan
 Triton versions that already do it.
 
     TRITON_INTERPRET=1 python tests/triton_interpreter_shim.py SCRIPT [ARGS...]
+
+Tests call :func:`run_interpreted`, which starts that command in a subprocess (the variable
+must be set before Triton loads).
 """
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
 import sys
+from pathlib import Path
 
-import triton.runtime.interpreter as interpreter
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_interpreted(script: Path, *args: str, env: dict[str, str] | None = None,
+                    timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``SCRIPT ARGS`` under TRITON_INTERPRET=1 through this shim, with ``src/`` and ``tests/``
+    importable and ``env`` added to the environment; output captured as text."""
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"),
+                            os.environ.get("PYTHONPATH", "")])
+    full_env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": path, **(env or {})}
+    return subprocess.run([sys.executable, __file__, str(script), *args], env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def _patch() -> None:
+    import triton.runtime.interpreter as interpreter  # here: importing the helper needs none
+
     scope = getattr(interpreter, "_LangPatchScope", None)
     if scope is None:
         return
