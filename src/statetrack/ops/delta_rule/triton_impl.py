@@ -89,13 +89,17 @@ def _launch(kernel: str, BK: int, V: int, n_rows: int, device: torch.device
     return BV, {"num_warps": warps, "num_stages": stages}
 
 
-def _forward(q, k, v, beta, gate, h0):
+def _dims(q: torch.Tensor, v: torch.Tensor) -> tuple:
+    """(B, T, H, K, V, BT, BK, NT, stored dtype, dot precision) of a call, for both passes."""
     B, T, H, K = q.shape
-    V = v.shape[-1]
     BT, BK = _tiles(K)
-    NT = triton.cdiv(T, BT)
-    dev, f32, st = q.device, torch.float32, _stored_dtype(q.dtype)
-    prec = _precision(q.dtype)
+    return (B, T, H, K, v.shape[-1], BT, BK, triton.cdiv(T, BT), _stored_dtype(q.dtype),
+            _precision(q.dtype))
+
+
+def _forward(q, k, v, beta, gate, h0):
+    B, T, H, K, V, BT, BK, NT, st, prec = _dims(q, v)
+    dev, f32 = q.device, torch.float32
     A = _empty(B * H, NT * BT, BT, dtype=f32, device=dev)
     P = _empty(B * H, NT * BT, BT, dtype=st, device=dev)
     Wk = _empty(B * H, NT * BT, BK, dtype=st, device=dev)
@@ -126,12 +130,8 @@ def _forward(q, k, v, beta, gate, h0):
 
 def _backward(q, k, v, beta, gate, saved, do, dhT):
     A, P, Wk, Kdec, gam, h, Wnew = saved
-    B, T, H, K = q.shape
-    V = v.shape[-1]
-    BT, BK = _tiles(K)
-    NT = triton.cdiv(T, BT)
-    dev, f32, st = q.device, torch.float32, _stored_dtype(q.dtype)
-    prec = _precision(q.dtype)
+    B, T, H, K, V, BT, BK, NT, st, prec = _dims(q, v)
+    dev, f32 = q.device, torch.float32
     dh = _empty(B * H, NT, BK, V, dtype=st, device=dev)
     dWnew = _empty(B * H, NT * BT, V, dtype=st, device=dev)
     dh0 = _empty(B, H, K, V, dtype=f32, device=dev)
