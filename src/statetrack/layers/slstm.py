@@ -13,7 +13,7 @@ from torch import nn
 from statetrack.eig import EigRange
 from statetrack.layers._common import HeadNorm, ShortConv, check_heads, no_eig_range
 from statetrack.layers.registry import register
-from statetrack.ops._common import triton_available
+from statetrack.ops._common import resolve_backend
 
 # "reference" runs the torch loop (it is the reference of the kernel); "auto": see SLSTM
 SLSTM_BACKENDS = ("torch", "triton", "auto", "reference")
@@ -89,10 +89,9 @@ class SLSTM(nn.Module):
         self.bias[1].copy_(values.to(self.bias).expand(self.num_heads, D))
 
     def resolved_backend(self, device: torch.device) -> str:
-        """"triton" or "torch" (the loop), as :meth:`forward` picks it for inputs on ``device``."""
-        if self.backend == "auto":
-            return "triton" if device.type == "cuda" and triton_available() else "torch"
-        return "triton" if self.backend == "triton" else "torch"
+        """"triton" or "torch" (the loop), as :meth:`forward` picks it for inputs on ``device``:
+        the ops' own rule (``resolve_backend``), with "reference" meaning the loop."""
+        return "triton" if resolve_backend(self.backend, device) == "triton" else "torch"
 
     def _zero_state(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         B = x.shape[0]
