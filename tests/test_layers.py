@@ -215,11 +215,16 @@ def test_deltanet_feeds_the_op_one_dtype_under_autocast(
     device: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under bf16 autocast q, k and v reach the delta rule in bf16. CUDA autocast runs
-    F.normalize in float32; float32 q would put the Triton kernels on their exact-float32 path."""
+    F.normalize in float32 (float32 q would put the Triton kernels on their exact-float32
+    path); CPU autocast does not, so here normalize returns float32 on every device, as CUDA's
+    does, and the test fails on a CPU too if the layer stops casting."""
     import statetrack.layers.deltanet as deltanet
 
     seen: dict[str, torch.dtype] = {}
     op = deltanet.delta_rule
+    normalize = torch.nn.functional.normalize
+    monkeypatch.setattr(torch.nn.functional, "normalize",
+                        lambda *args, **kwargs: normalize(*args, **kwargs).float())
 
     def spy(q, k, v, beta, **kwargs):  # noqa: ANN001, ANN003, ANN202 (mirrors delta_rule)
         seen.update(q=q.dtype, k=k.dtype, v=v.dtype)
