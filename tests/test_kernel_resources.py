@@ -45,8 +45,8 @@ def test_bad_grid_is_named() -> None:
 def test_delta_rule_kernels_compile_with_their_launch_settings(
     capsys: pytest.CaptureFixture,
 ) -> None:
-    """All five delta-rule kernels compile for sm_90a at K = V = 32 in bf16, each with the
-    num_warps its TUNING entry launches it with."""
+    """All seven delta-rule kernels (the split backward's two included) compile for sm_90a at
+    K = V = 32 in bf16, each with the num_warps its TUNING entry launches it with."""
     tool = load_tool()
     from statetrack.ops.delta_rule.triton_impl import TUNING
 

@@ -45,11 +45,12 @@ class KernelSpec:
 
 
 def _delta_rule_specs(K: int, dtype: str) -> list[KernelSpec]:
-    """The five delta-rule kernels at head dims K = V, inputs in ``dtype`` ("bf16" or
-    "fp32"), with the tiles, precision and launch settings ``triton_impl`` would pick."""
+    """The delta-rule kernels at head dims K = V, inputs in ``dtype`` ("bf16" or "fp32"), with
+    the tiles, precision and launch settings ``triton_impl`` would pick: the five in use and the
+    split backward's two (``dqk``, ``wy``; ``--grid BKT=32,64`` varies dqk's K-tile)."""
     import torch
 
-    from statetrack.ops.delta_rule import triton_bwd, triton_fwd
+    from statetrack.ops.delta_rule import triton_bwd, triton_bwd_split, triton_fwd
     from statetrack.ops.delta_rule import triton_impl as impl
 
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
@@ -61,7 +62,11 @@ def _delta_rule_specs(K: int, dtype: str) -> list[KernelSpec]:
                ("state_fwd", triton_fwd.chunk_state_fwd_kernel, {"USE_H0": False}),
                ("output", triton_fwd.chunk_output_kernel, {}),
                ("state_bwd", triton_bwd.chunk_state_bwd_kernel, {"USE_DHT": False}),
-               ("grad", triton_bwd.chunk_grad_kernel, {"USE_GATE": False})]
+               ("grad", triton_bwd.chunk_grad_kernel, {"USE_GATE": False}),
+               ("dqk", triton_bwd_split.chunk_dqk_kernel,
+                {"USE_GATE": False, "BKT": impl._split_bkt(BK)}),
+               ("wy", triton_bwd_split.chunk_wy_bwd_kernel,
+                {"USE_GATE": False, "NK": BK // impl._split_bkt(BK)})]
     specs = []
     for name, kernel, flags in kernels:
         BV, warps, stages = impl.TUNING[name][BK]

@@ -14,6 +14,7 @@ import torch
 import triton
 
 from statetrack.ops.delta_rule.triton_bwd import chunk_grad_kernel, chunk_state_bwd_kernel
+from statetrack.ops.delta_rule.triton_bwd_split import chunk_dqk_kernel, chunk_wy_bwd_kernel
 from statetrack.ops.delta_rule.triton_fwd import (
     chunk_output_kernel,
     chunk_prep_kernel,
@@ -31,10 +32,15 @@ def _empty(*shape: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     return torch.empty(shape, dtype=dtype, device=device)
 
 
+# Chunk length BT per padded key width BK: the whole key dim is in registers, so the chunk
+# shrinks as K grows.
+CHUNK: dict[int, int] = {16: 64, 32: 64, 64: 64, 128: 64, 256: 32}
+
+
 def _tiles(K: int) -> tuple[int, int]:
-    """(BT, BK): the whole key dim in registers, so the chunk shrinks as K grows."""
+    """(BT, BK) of a call with key dim K."""
     BK = max(16, triton.next_power_of_2(K))
-    return (64 if BK <= 128 else 32), BK
+    return CHUNK[BK], BK
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -54,22 +60,54 @@ def _stored_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float16, torch.bfloat16) else torch.float32
 
 
-# Launch settings per kernel and BK: (BV, num_warps, num_stages). num_stages 0 means: 2 when
-# the whole grid is resident at once on one program per multiprocessor, else 1. The sequential
-# state kernels' loads do not depend on the carried state, so a second stage prefetches the
-# next chunk while this one computes; but it doubles their shared memory (to ~210 KB at
-# BK = 128), and a grid that no longer fits in one wave would run its chunks twice as long.
-# The parallel gradient kernel holds five [BT, BK]-sized tiles and wants more warps.
+# Launch settings per kernel and BK: (BV, num_warps, num_stages). num_stages 0 marks the
+# sequential state kernels, whose every program should be resident at once: there BV is
+# doubled (with WIDE_WARPS) when that makes the grid fit in one wave of one program per
+# multiprocessor, and the kernel then gets 2 stages, else 1. Their loads do not depend on the
+# carried state, so a second stage prefetches the next chunk while this one computes; but it
+# doubles their shared memory, and a grid larger than one wave would run its chunks twice as
+# long. The parallel gradient kernel holds five [BT, BK]-sized tiles and wants more warps.
+# H200 per-kernel profiles (scripts/gpu/profile_kernels.py, session 4): the prep kernel's
+# blocked solve reduces across warps, so fewer warps pay: 0.215 / 0.082 / 0.048 ms at 8 / 4 / 2
+# warps at (256, 40, 4, 32), 1.09 / 0.49 ms at 8 / 4 warps at K = 128. At K = 128: grad 1.41 ms
+# at BV = 32, 1.29 ms at BV = 64, and split (SPLIT_GRAD) 0.71 ms dqk at (64, 8) against 0.88 at
+# (32, 8) + 0.40 ms wy at (64, 4) against 0.43 at (32, 4); output 0.131 ms at (64, 8), 0.102 at
+# (128, 4); at B·H = 64 the doubled state tiles took 0.17 / 0.22 ms (forward / backward)
+# against 0.21 / 0.34 ms. At K = 64, (8, 2048, 16, 64): prep 0.373 / 0.268 ms at 4 / 2 warps,
+# grad 0.615 / 0.468 ms at 8 / 4 warps, and the split 0.579 ms (so not split there).
 TUNING: dict[str, dict[int, tuple[int, int, int]]] = {
-    "prep": {16: (32, 4, 1), 32: (32, 4, 1), 64: (32, 8, 1), 128: (32, 8, 1), 256: (32, 8, 1)},
+    "prep": {16: (32, 2, 1), 32: (32, 2, 1), 64: (32, 2, 1), 128: (32, 4, 1), 256: (32, 8, 1)},
     "state_fwd": {16: (32, 4, 0), 32: (32, 4, 0), 64: (32, 4, 0), 128: (32, 4, 0),
                   256: (16, 4, 1)},
     "state_bwd": {16: (32, 4, 0), 32: (32, 4, 0), 64: (32, 4, 0), 128: (32, 4, 0),
                   256: (16, 4, 1)},
-    "output": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (64, 8, 1),
+    "output": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (128, 4, 1),
                256: (32, 8, 1)},
-    "grad": {16: (32, 4, 1), 32: (32, 4, 1), 64: (32, 8, 1), 128: (32, 8, 1), 256: (16, 8, 1)},
+    "grad": {16: (32, 4, 1), 32: (32, 4, 1), 64: (32, 4, 1), 128: (64, 8, 1), 256: (16, 8, 1)},
+    # the split backward (SPLIT_GRAD; BKT = 64): timed at K = 128 (above); elsewhere the
+    # settings without spills (kernel_resources.py, TRITON.md "Split backward")
+    "dqk": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (64, 8, 1), 256: (32, 8, 1)},
+    "wy": {16: (16, 4, 1), 32: (16, 4, 1), 64: (32, 8, 1), 128: (64, 4, 1), 256: (16, 4, 1)},
 }
+WIDE_WARPS = {"state_fwd": 4, "state_bwd": 8}  # num_warps of a doubled state V-tile
+
+# Local backward per BK: True runs chunk_dqk_kernel + chunk_wy_bwd_kernel (triton_bwd_split.py:
+# the key dim cut in BKT-wide tiles across programs) instead of chunk_grad_kernel.
+# STATETRACK_TRITON_SPLIT_GRAD=1 forces the split for every BK, STATETRACK_TRITON_SPLIT_BKT
+# sets BKT (a power of two >= 16; default 64): the tests use both to run the split path, with
+# two K-tiles at a small K, under the interpreter.
+# Timed on the H200 at K = 32, 64, 128 (above): the split pays at 128 only. 256: not timed.
+SPLIT_GRAD: dict[int, bool] = {16: False, 32: False, 64: False, 128: True, 256: False}
+SPLIT_FORCED = os.environ.get("STATETRACK_TRITON_SPLIT_GRAD", "0") == "1"
+SPLIT_BKT = int(os.environ.get("STATETRACK_TRITON_SPLIT_BKT", "64"))
+
+
+def _split_bkt(BK: int) -> int:
+    """Width BKT of the split backward's K-tiles at key width BK."""
+    if SPLIT_BKT < 16 or SPLIT_BKT & (SPLIT_BKT - 1):
+        raise ValueError(f"STATETRACK_TRITON_SPLIT_BKT: expected a power of two >= 16, "
+                         f"got {SPLIT_BKT}")
+    return min(BK, SPLIT_BKT)
 
 
 @functools.cache
@@ -85,7 +123,11 @@ def _launch(kernel: str, BK: int, V: int, n_rows: int, device: torch.device
     BV, warps, stages = TUNING[kernel][BK]
     BV = max(16, min(BV, triton.next_power_of_2(V)))
     if stages == 0:
-        stages = 2 if triton.cdiv(V, BV) * n_rows <= _num_sms(device) else 1
+        sms = _num_sms(device)
+        if (triton.cdiv(V, BV) * n_rows > sms >= triton.cdiv(V, 2 * BV) * n_rows
+                and 2 * BV <= triton.next_power_of_2(V)):
+            BV, warps = 2 * BV, WIDE_WARPS[kernel]
+        stages = 2 if triton.cdiv(V, BV) * n_rows <= sms else 1
     return BV, {"num_warps": warps, "num_stages": stages}
 
 
@@ -144,6 +186,10 @@ def _backward(q, k, v, beta, gate, saved, do, dhT):
     dq, dk, dv = (_empty(*x.shape, dtype=x.dtype, device=dev) for x in (q, k, v))
     dbeta = _empty(*beta.shape, dtype=beta.dtype, device=dev)
     dgate = None if gate is None else _empty(*gate.shape, dtype=gate.dtype, device=dev)
+    if SPLIT_FORCED or SPLIT_GRAD.get(BK, False):
+        _split_grad(q, k, v, beta, gate, do, (dq, dk, dv, dbeta, dgate), A, gam, h, dh, Wnew,
+                    dWnew)
+        return dq, dk, dv, dbeta, dgate, dh0
     BV, opts = _launch("grad", BK, V, B * H, dev)
     chunk_grad_kernel[(B * H * NT,)](
         q, k, v, beta, gate if gate is not None else beta, do,
@@ -152,6 +198,38 @@ def _backward(q, k, v, beta, gate, saved, do, dhT):
         T, H, K, V, BT=BT, BK=BK, BV=BV, USE_GATE=gate is not None, PREC=prec, **opts,
     )
     return dq, dk, dv, dbeta, dgate, dh0
+
+
+def _split_grad(q, k, v, beta, gate, do, grads, A, gam, h, dh, Wnew, dWnew) -> None:
+    """The local backward as two kernels (triton_bwd_split.py), writing ``grads`` =
+    (dq, dk, dv, dbeta, dgate or None) in place."""
+    dq, dk, dv, dbeta, dgate = grads
+    B, T, H, K, V, BT, BK, NT, _, prec = _dims(q, v)
+    dev, f32, gated = q.device, torch.float32, gate is not None
+    BKT = _split_bkt(BK)
+    NK = BK // BKT
+    dk_part = _empty(B * H, NT * BT, BK, dtype=f32, device=dev)
+    # per-token partials [B·H·N, NK, BT], summed over the K-tiles by the second kernel
+    dbg_part = _empty(B * H * NT, NK, BT, dtype=f32, device=dev)
+    # dγ and rowsum(X2 ⊙ K) partials and dP only with a gate (else placeholders, not touched)
+    dgam_part, rx2k_part, dP = dbg_part, dbg_part, dk_part
+    if gated:
+        dgam_part, rx2k_part = (_empty(B * H * NT, NK, BT, dtype=f32, device=dev)
+                                for _ in range(2))
+        dP = _empty(B * H * NT, BT, BT, dtype=f32, device=dev)
+    gate_arg = gate if gated else beta
+    BV, opts = _launch("dqk", BK, V, B * H, dev)
+    chunk_dqk_kernel[(B * H * NT, NK)](
+        q, k, beta, gate_arg, do, dq, A, h, dh, Wnew, dWnew,
+        dk_part, dbg_part, dgam_part, rx2k_part, dP,
+        T, H, K, V, BT=BT, BK=BK, BKT=BKT, BV=BV, USE_GATE=gated, PREC=prec, **opts,
+    )
+    BV, opts = _launch("wy", BK, V, B * H, dev)
+    chunk_wy_bwd_kernel[(B * H * NT,)](
+        q, k, v, beta, gate_arg, dk, dv, dbeta, dgate if gated else dbeta,
+        A, gam, h, dWnew, dk_part, dbg_part, dgam_part, rx2k_part, dP,
+        T, H, K, V, BT=BT, BK=BK, BV=BV, NK=NK, USE_GATE=gated, PREC=prec, **opts,
+    )
 
 
 class DeltaRuleTriton(torch.autograd.Function):
