@@ -148,3 +148,33 @@ def test_split_backward_equals_reference(poisoned, monkeypatch, K: int, V: int, 
     errs = _load_checker().check(1, T, 2, K, V, 2.0, True, dtype, "cuda", seed=K + T)
     bad = {n: e for n, e in errs.items() if not e <= _tolerance(dtype)}
     assert not bad, f"relative errors above {_tolerance(dtype)}: {bad} (all: {errs})"
+
+
+@pytest.mark.parametrize(("qk_dtype", "warns"), [(torch.float32, True), (torch.bfloat16, False)])
+def test_mixed_dtypes_on_the_triton_path_warn(monkeypatch, qk_dtype: torch.dtype,
+                                              warns: bool) -> None:
+    """float32 q, k with bf16 v would silently take the slow exact-float32 kernels: the op
+    warns, naming the dtypes; matching dtypes pass quietly. (The kernels are replaced by a stub:
+    this checks the dispatch, on any machine.)"""
+    import warnings
+
+    from statetrack.ops import delta_rule
+    from statetrack.ops.delta_rule import triton_impl
+
+    calls = []
+
+    def stub(q, k, v, beta, gate, h0, final):
+        calls.append(q.dtype)
+        return torch.zeros_like(v), None
+    monkeypatch.setattr(triton_impl, "delta_rule_triton", stub)
+    q, k = (torch.randn(1, 3, 2, 8).to(qk_dtype) for _ in range(2))
+    v, beta = torch.randn(1, 3, 2, 8).to(torch.bfloat16), torch.rand(1, 3, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        delta_rule(q, k, v, beta, backend="triton")
+    mixed = [w for w in caught if "differ" in str(w.message)]
+    assert calls == [qk_dtype]
+    assert len(mixed) == int(warns), [str(w.message) for w in caught]
+    if warns:
+        assert "torch.float32" in str(mixed[0].message) and "torch.bfloat16" in str(
+            mixed[0].message)

@@ -23,13 +23,16 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 
+BETA_MAX = {"triton": 2.0, "torch": 2.0, "fla": 1.0}  # fla is only defined for β ≤ 1
+
+
 def delta_rule_step(shape: tuple[int, ...], impl: str) -> Callable[[], None] | None:
     import delta_rule as bench  # benchmarks/delta_rule.py
 
     fla = bench.load_fla() if impl == "fla" else None
     if impl == "fla" and fla is None:
         return None
-    x = bench.make_inputs(shape, 2.0 if impl != "fla" else 1.0)
+    x = bench.make_inputs(shape, BETA_MAX[impl])
     f = bench.runner(impl, fla)
     do = torch.randn_like(x[2])
 
@@ -85,7 +88,11 @@ def main() -> None:
                          "(triton_impl.CHUNK), split:BK=0|1 (SPLIT_GRAD) or bkt:N (SPLIT_BKT); "
                          "repeatable, each profiled on its own; join settings with + to apply them "
                          "together")
+    ap.add_argument("--beta-max", type=float, default=None,
+                    help="delta rule: draw β in (0, this) for statetrack (default 2; fla 1)")
     args = ap.parse_args()
+    if args.beta_max is not None:
+        BETA_MAX.update(triton=args.beta_max, torch=args.beta_max)
     make = delta_rule_step if args.op == "delta_rule" else scan_step
     profile_shapes(args, make)
     for v in args.variant:  # settings joined by "+" apply together

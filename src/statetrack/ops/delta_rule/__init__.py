@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from statetrack.ops._common import check_same_device, check_shape, check_tensor, resolve_backend
@@ -66,5 +68,20 @@ def delta_rule(
     else:
         from statetrack.ops.delta_rule.triton_impl import delta_rule_triton
 
+        _warn_mixed_dtypes(q, k, v)
         o, S = delta_rule_triton(q, k, v, beta, gate, initial_state, output_final_state)
     return o, (S if output_final_state else None)
+
+
+def _warn_mixed_dtypes(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """The Triton kernels take their dot precision and stored dtype from q: float32 q and k
+    with 16-bit v run the exact-float32 path (several times slower, TRITON.md), which a caller
+    under autocast gets without asking (``F.normalize`` returns float32 there)."""
+    if q.dtype == k.dtype == v.dtype:
+        return
+    warnings.warn(
+        f"delta_rule (triton): q {q.dtype}, k {k.dtype}, v {v.dtype} differ; the kernels "
+        f"compute in q's dtype ({q.dtype}). Cast q and k to v's dtype for the 16-bit path.",
+        stacklevel=3,
+    )
+
