@@ -13,9 +13,7 @@ timeout 280 python3 -m pytest tests/test_delta_rule_triton.py -m gpu -q -n 8 -p 
   >"$R/tests.txt" 2>&1; echo "rc=$?" >>"$R/tests.txt"
 P="python3 scripts/gpu/profile_kernels.py delta_rule --shape 256,40,4,32 --shape 256,256,4,32"
 for b in 1 2 1 2; do timeout 60 $P --beta-max $b >>"$R/beta$b.txt" 2>&1; done
-OLD="--variant state_fwd:64=32,4,1+state_bwd:64=32,4,1+prep:64=32,8,1+grad:64=32,8,1"
-timeout 200 compute-sanitizer --tool memcheck python3 scripts/gpu/profile_kernels.py delta_rule \
-  --shape 256,40,4,32 --shape 256,256,4,32 --shape 8,2048,16,64 --iters 2 $OLD \
-  >"$R/memcheck_old.txt" 2>&1; echo "rc=$?" >>"$R/memcheck_old.txt"
+timeout 200 compute-sanitizer --tool memcheck python3 scripts/gpu/memcheck_delta_rule.py \
+  --old-settings >"$R/memcheck_old.txt" 2>&1; echo "rc=$?" >>"$R/memcheck_old.txt"
 tail -n 2 "$R/tests.txt" "$R/memcheck_old.txt"; grep "triton:" "$R"/beta*.txt
 tar -czf "$OUT/check.tar.gz" -C "$OUT" check && rm -rf "$R"
