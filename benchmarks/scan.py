@@ -5,13 +5,20 @@ For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+bac
 over the time) against a device-to-device copy measured in the same run, and the floor set by
 the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
 
-    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep]
+    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep] \
+        [--layouts chunk lanes]
+
+``--layouts`` times the Triton kernels in each layout of ``triton_impl.LAYOUTS`` ("chunk": time
+in registers, channels on lanes; "lanes": time over lanes), one record per layout (key
+``"layout"``; the torch backend is timed with the first layout's record only).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import subprocess
 
 import torch
@@ -109,24 +116,65 @@ def sweep() -> None:
         ti.FWD_CONFIG, ti.BWD_CONFIG = base_f, base_b
 
 
-def main() -> None:
+def sweep_lanes() -> None:
+    """Time tiles (BT, BD, num_warps) of the "lanes" kernels at the large shapes ([−1, 1])."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    base_f, base_b = ti.LANES_CONFIG, ti.LANES_BWD_CONFIG
+    set_layout("lanes")
+    for shape in SHAPES[:2]:
+        for bt, bd, nw in [(64, 4, 4), (128, 4, 4), (256, 4, 4), (128, 8, 4), (256, 8, 8)]:
+            ti.LANES_CONFIG = ti.LanesConfig(BT=bt, BD=bd, num_warps=nw)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
+            print(f"sweep lanes fwd {shape} BT={bt} BD={bd} nw={nw}: {ms:.3f} ms", flush=True)
+        ti.LANES_CONFIG = base_f
+        for bt, bd, nw in [(64, 4, 4), (128, 4, 4), (64, 8, 4), (128, 4, 8), (256, 4, 8)]:
+            ti.LANES_BWD_CONFIG = ti.LanesConfig(BT=bt, BD=bd, num_warps=nw)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
+            print(f"sweep lanes fwdbwd {shape} BT={bt} BD={bd} nw={nw}: {ms:.3f} ms",
+                  flush=True)
+        ti.LANES_BWD_CONFIG = base_b
+
+
+def set_layout(layout: str) -> None:
+    """Select the Triton kernels' layout for the following calls (attribute and variable)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    os.environ["STATETRACK_SCAN_LAYOUT"] = ti.LAYOUT = layout
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from statetrack.ops.selective_scan.triton_impl import LAYOUTS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="JSON file for the records")
-    ap.add_argument("--sweep", action="store_true", help="also time tile configurations")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also time tile configurations (of each layout in --layouts)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch backend")
-    args = ap.parse_args()
+    ap.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                    help="Triton kernel layouts to time side by side (default: all)")
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     device = torch.cuda.get_device_name(0)
     cgbps, erate = copy_gbps(), exp_rate()
     print(f"{device}: copy {cgbps:.0f} GB/s, ex2 {erate / 1e12:.2f} T/s", flush=True)
     if args.sweep:
-        sweep()
+        if "chunk" in args.layouts:
+            set_layout("chunk")
+            sweep()
+        if "lanes" in args.layouts:
+            sweep_lanes()
     records = []
     for shape in SHAPES:
         for lo in (0.0, -1.0):
             eig = EigRange(lo, 1.0)
-            for pas in ("fwd", "fwdbwd"):
+            for pas, layout in itertools.product(("fwd", "fwdbwd"), args.layouts):
+                set_layout(layout)
                 ms = {"statetrack": time_backend(shape, eig, "triton", pas, 200)}
-                if not args.no_torch:
+                if not args.no_torch and layout == args.layouts[0]:
                     try:
                         ms["torch"] = time_backend(shape, eig, "torch", pas, 100)
                     except torch.OutOfMemoryError:
@@ -136,7 +184,7 @@ def main() -> None:
                 exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
                 rec = {"op": "selective_scan",
                        "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
-                       "pass": pas, "ms": ms, "eig_range": eig.as_list(),
+                       "pass": pas, "layout": layout, "ms": ms, "eig_range": eig.as_list(),
                        "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
                        "copy_gbps": cgbps, "exp_floor_ms": exp_floor,
                        "exps_per_state_step": EXPS_PER_STATE_STEP[pas],

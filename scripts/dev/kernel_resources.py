@@ -8,6 +8,8 @@ device time spent only on the ones that fit.
 
     PYTHONPATH=src python scripts/dev/kernel_resources.py selective_scan --grid BT=2,4,8 \
         --warps 2 4
+    PYTHONPATH=src python scripts/dev/kernel_resources.py selective_scan \
+        --kernels ss_lanes_fwd ss_lanes_bwd --grid BT=64,128,256 BD=4,8 --warps 4 8
     PYTHONPATH=src python scripts/dev/kernel_resources.py delta_rule --head-dim 128 \
         --grid BV=32,64 [--dtype fp32]
 
@@ -84,8 +86,15 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
         return _delta_rule_specs(K, dtype)
     if op == "selective_scan":
         from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
-        from statetrack.ops.selective_scan.triton_impl import BWD_CONFIG, FWD_CONFIG
+        from statetrack.ops.selective_scan.triton_impl import (
+            BWD_CONFIG,
+            FWD_CONFIG,
+            LANES_BWD_CONFIG,
+            LANES_CONFIG,
+        )
         from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+        from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
+        from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
 
         bf16 = ("x", "dt", "Bm", "Cm", "z", "y", "dy", "dx", "ddt", "dz")
         flags = dict(NP=16, HAS_D=True, HAS_Z=True, HAS_BIAS=True)
@@ -96,6 +105,12 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
                             HAS_DHT=False)),
+            KernelSpec("ss_lanes_fwd", ss_lanes_fwd_kernel, _types(ss_lanes_fwd_kernel, bf16),
+                       dict(flags, BT=LANES_CONFIG.BT, BD=LANES_CONFIG.BD, SEG=BWD_CONFIG.SEG,
+                            HAS_H0=False, SAVE=True), LANES_CONFIG.num_warps),
+            KernelSpec("ss_lanes_bwd", ss_lanes_bwd_kernel, _types(ss_lanes_bwd_kernel, bf16),
+                       dict(flags, BT=LANES_BWD_CONFIG.BT, BD=LANES_BWD_CONFIG.BD,
+                            SEG=BWD_CONFIG.SEG, HAS_DHT=False), LANES_BWD_CONFIG.num_warps),
         ]
     if op == "linear_scan":
         from statetrack.ops.linear_scan import triton_impl as ls
@@ -182,11 +197,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head-dim", type=int, default=128, help="delta rule: K = V")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
                         help="delta rule: input dtype (fp32 takes the exact-float32 dots)")
+    parser.add_argument("--kernels", nargs="+", default=None, metavar="NAME",
+                        help="only these kernels (e.g. ss_lanes_fwd; default: all of the op)")
     args = parser.parse_args(argv)
+    specs = _specs(args.op, args.head_dim, args.dtype)
+    unknown = set(args.kernels or []) - {spec.name for spec in specs}
+    if unknown:
+        raise ValueError(f"--kernels: {sorted(unknown)} not among {[s.name for s in specs]}")
     ptxas = _ptxas()
     print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
     print("|---|---|---|---|---|---|---|")
-    for spec in _specs(args.op, args.head_dim, args.dtype):
+    for spec in specs:
+        if args.kernels and spec.name not in args.kernels:
+            continue
         for point, warps in itertools.product(_grid(args.grid), args.warps or [spec.num_warps]):
             settings = {**spec.constexprs, **{k: v for k, v in point.items()
                                               if k in spec.constexprs}}

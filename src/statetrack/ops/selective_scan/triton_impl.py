@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +11,8 @@ import triton
 from statetrack.eig import EigRange
 from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
 from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
+from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,37 @@ class ScanConfig:
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
 BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
+
+
+@dataclass(frozen=True)
+class LanesConfig:
+    """Tiles of the "lanes" layout (``triton_lanes.py``): BT steps per chunk over the lanes and
+    warps (a power of 2), BD channels per program held in each thread's registers."""
+
+    BT: int = 128
+    BD: int = 4
+    num_warps: int = 4
+
+
+LAYOUTS = ("chunk", "lanes")
+# "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
+# "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
+# Both forwards save the state every BWD_CONFIG.SEG steps, so either backward can follow either
+# forward; the backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when
+# set, overrides LAYOUT; both are read at every call.
+LAYOUT: str = "chunk"
+# untimed; chosen by offline resources (README): no spills, ≥ 4 programs per multiprocessor
+LANES_CONFIG = LanesConfig(BT=128, BD=4, num_warps=4)  # 112 registers
+LANES_BWD_CONFIG = LanesConfig(BT=64, BD=4, num_warps=4)  # 108; BT a multiple of BWD_CONFIG.SEG
+
+
+def scan_layout() -> str:
+    """The layout in force: STATETRACK_SCAN_LAYOUT if set, else ``LAYOUT``."""
+    layout = os.environ.get("STATETRACK_SCAN_LAYOUT") or LAYOUT
+    if layout not in LAYOUTS:
+        raise ValueError(f"selective_scan layout: expected one of {LAYOUTS}, got {layout!r} "
+                         "(from STATETRACK_SCAN_LAYOUT or triton_impl.LAYOUT)")
+    return layout
 
 
 def _c(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -53,6 +87,55 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
         HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
         num_warps=_warps(cfg, NP))
     return y, hT, (hseg if save else None)
+
+
+def _forward_lanes(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The "lanes" forward; it saves the states every BWD_CONFIG.SEG steps that the chunked
+    backward restarts from (``[B, cdiv(T, SEG), N, Dm]`` float32)."""
+    Bsz, T, Dm = x.shape
+    N = A.shape[1]
+    cfg, seg = LANES_CONFIG, BWD_CONFIG.SEG
+    y = torch.empty_like(x)
+    hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
+    hseg = (torch.empty(Bsz, triton.cdiv(T, seg), N, Dm, device=x.device, dtype=torch.float32)
+            if save else hT)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    ss_lanes_fwd_kernel[grid](
+        x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
+        NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
+        num_warps=cfg.num_warps)
+    return y, hT, (hseg if save else None)
+
+
+def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
+    """The "lanes" backward, restarting every chunk from the states saved every SEG steps."""
+    Bsz, T, Dm = x.shape
+    N = A.shape[1]
+    cfg, seg = LANES_BWD_CONFIG, BWD_CONFIG.SEG
+    if cfg.BT % seg:
+        raise ValueError(f"LANES_BWD_CONFIG.BT: expected a multiple of BWD_CONFIG.SEG = {seg} "
+                         f"(the saved states' spacing), got {cfg.BT}")
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
+    dz = torch.empty_like(z) if z is not None else None
+    dB = torch.zeros(Bsz, T, N, **f32)
+    dC = torch.zeros(Bsz, T, N, **f32)
+    dA_part = torch.zeros(Bsz, N, Dm, **f32)
+    dD_part = torch.empty(Bsz, Dm, **f32)
+    dbias_part = torch.empty(Bsz, Dm, **f32)
+    dh0 = torch.empty(Bsz, Dm, N, **f32)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    ss_lanes_bwd_kernel[grid](
+        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT,
+        dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0,
+        T, Dm, N, lo, width,
+        NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None,
+        num_warps=cfg.num_warps)
+    dA = dA_part.sum(0).t()
+    return dx, ddt, dA, dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0
 
 
 def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
@@ -85,7 +168,9 @@ class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, lo: float, width: float):
         save = any(ctx.needs_input_grad[:9])
-        y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
+        ctx.layout = scan_layout()
+        forward = _forward_lanes if ctx.layout == "lanes" else _forward
+        y, hT, hseg = forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, hseg)
         ctx.lo, ctx.width, ctx.h0_meta = lo, width, (None if h0 is None else h0.dtype)
         return y, hT
@@ -94,7 +179,8 @@ class _SelectiveScanFn(torch.autograd.Function):
     def backward(ctx, dy, dhT):
         x, dt, A, B, C, D, z, dt_bias, hseg = ctx.saved_tensors
         dhT = None if dhT is None else dhT.float().contiguous()
-        dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
+        backward = _backward_lanes if ctx.layout == "lanes" else _backward
+        dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = backward(
             x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
         return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 None if D is None else dD.to(D.dtype),
