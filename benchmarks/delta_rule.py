@@ -70,8 +70,8 @@ def time_ms(f: Callable, inputs: list[torch.Tensor], pass_: str, rep: int = 200)
                                    return_mode="median")
 
 
-def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: str
-                ) -> list[dict]:
+def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: str,
+                repeats: int = 5) -> list[dict]:
     B, T, H, K = shape
     x1, x2 = make_inputs(shape, 1.0), make_inputs(shape, 2.0)
     with torch.no_grad():  # a sanity check at the timed sizes (the tests use small ones)
@@ -84,18 +84,19 @@ def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: 
         ms["torch"] = time_ms(runner("torch", None), x1, pass_, rep=100)
         if fla is not None:
             ms["fla"] = time_ms(runner("fla", fla), x1, pass_)
-        # β ∈ (0, 1) and (0, 2) alternate, three medians each, so drift hits both alike
+        # β ∈ (0, 1) and (0, 2) alternate, `repeats` medians each, so drift hits both alike
+        # (the launch-bound paper shapes moved β2/β1 by up to ±10% with three)
         st = runner("triton", None)
         t1, t2 = [], []
-        for _ in range(3):
+        for _ in range(repeats):
             t1.append(time_ms(st, x1, pass_))
             t2.append(time_ms(st, x2, pass_))
-        ms["statetrack"] = sorted(t1)[1]
+        ms["statetrack"] = sorted(t1)[repeats // 2]
         shape_d = {"B": B, "T": T, "H": H, "K": K, "V": K}
         common = {"op": "delta_rule", "shape": shape_d, "dtype": "bfloat16", "pass": pass_,
                   "device": device}
         records.append({**common, "ms": ms, "beta_max": 1})
-        records.append({**common, "ms": {"statetrack": sorted(t2)[1], "torch": None,
+        records.append({**common, "ms": {"statetrack": sorted(t2)[repeats // 2], "torch": None,
                                          "fla": None}, "beta_max": 2})
     return records
 
@@ -157,6 +158,8 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true", help="also time alternative launch settings")
     p.add_argument("--budget-s", type=float, default=1e9, help="stop the sweep after this long")
     p.add_argument("--no-fla", action="store_true", help="leave fla's column out (null)")
+    p.add_argument("--beta-repeats", type=int, default=5,
+                   help="alternating medians at β ≤ 1 and β ≤ 2 per pass (their median is kept)")
     p.add_argument("--warm-only", action="store_true",
                    help="only compile statetrack's kernels for every shape (fills Triton's cache)")
     args = p.parse_args()
@@ -176,7 +179,7 @@ def main() -> None:
     records = []
     for shape in SHAPES:
         t0 = time.time()
-        records += bench_shape(shape, fla, device)
+        records += bench_shape(shape, fla, device, args.beta_repeats)
         print(f"{shape}: {time.time() - t0:.1f}s", flush=True)
         if args.out:  # after every shape, so a run stopped at its time limit keeps the rest
             with open(args.out, "w") as f:
