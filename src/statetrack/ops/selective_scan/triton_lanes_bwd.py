@@ -84,7 +84,7 @@ def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dy
 @triton.jit
 def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part, dh0,
                      b_bias, b_D, i_b, i_c, o_d, m_d, T, Dm, N, n_seg, lo, width,
-                     NP: tl.constexpr, BT: tl.constexpr, SEG: tl.constexpr,
+                     BT: tl.constexpr, SEG: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
     """Gradients of steps i_c·BT .. i_c·BT+BT−1; returns this chunk's (dD, d dt_bias) ``[BD]``."""
     o_t = i_c * BT + tl.arange(0, BT)
@@ -152,7 +152,7 @@ def ss_lanes_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
         tl.debug_barrier()  # the carries written by other threads are visible
         c_dD, c_dbias = _lanes_bwd_chunk(
             x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part, dh0, b_bias, b_D,
-            i_b, n_c - 1 - i_r, o_d, m_d, T, Dm, N, n_seg, lo, width, NP, BT, SEG, HAS_D, HAS_Z)
+            i_b, n_c - 1 - i_r, o_d, m_d, T, Dm, N, n_seg, lo, width, BT, SEG, HAS_D, HAS_Z)
         b_dD += c_dD
         b_dbias += c_dbias
     tl.store(dD_part + i_b * Dm + o_d, b_dD, mask=m_d)
