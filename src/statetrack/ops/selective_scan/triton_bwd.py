@@ -18,9 +18,11 @@ from statetrack.ops.selective_scan.triton_kernels import (
     _channel_params,
     _combine,
     _combine_excl,
+    _gated_dy,
     _load_td,
     _load_tn,
     _softplus,
+    _store_td_grads,
 )
 
 
@@ -58,12 +60,7 @@ def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A
     b_delta = tl.where(m_td, _softplus(b_u), 0.0)
     b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
     b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
-    b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
-    b_dyg = b_dy
-    if HAS_Z:
-        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
-        b_sz = tl.sigmoid(b_z)
-        b_dyg = b_dy * b_z * b_sz
+    b_dy, b_dyg, b_z, b_sz = _gated_dy(dy, z, i_b, o_t, o_d, m_td, T, Dm, HAS_Z)
     b_E = tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
     # steps past T: a = 1, b = 0, dh = 0, so both carries pass through unchanged
     b_a = tl.where(m_t[:, None, None], lo + width * b_E, 1.0)
@@ -89,17 +86,8 @@ def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A
     b_gE = b_gh * b_E
     b_ddelta = b_x * b_gB + width * tl.sum(b_gE * b_A[None, :, :], axis=1)
     b_ddt = tl.where(m_td, b_ddelta * tl.sigmoid(b_u), 0.0)
-    b_dx = b_delta * b_gB
-    b_yp = tl.sum(b_h * b_C[:, :, None], axis=1)
-    if HAS_D:
-        b_dx += b_D[None, :] * b_dyg
-        b_yp += b_D[None, :] * b_x
-    o_td = i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :]
-    tl.store(dx + o_td, b_dx.to(dx.dtype.element_ty), mask=m_td)
-    tl.store(ddt + o_td, b_ddt.to(ddt.dtype.element_ty), mask=m_td)
-    if HAS_Z:
-        b_dz = b_dy * b_yp * b_sz * (1.0 + b_z * (1.0 - b_sz))
-        tl.store(dz + o_td, b_dz.to(dz.dtype.element_ty), mask=m_td)
+    _store_td_grads(dx, ddt, dz, b_delta * b_gB, b_ddt, tl.sum(b_h * b_C[:, :, None], axis=1),
+                    b_x, b_D, b_dy, b_dyg, b_z, b_sz, i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)
     b_dA = tl.sum(b_gE * b_delta[:, None, :], axis=0)
     return b_p, b_dA, tl.sum(b_dyg * b_x, axis=0), tl.sum(b_ddt, axis=0)
 

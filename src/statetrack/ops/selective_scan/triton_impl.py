@@ -117,25 +117,35 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
     if cfg.BT % seg:
         raise ValueError(f"LANES_BWD_CONFIG.BT: expected a multiple of BWD_CONFIG.SEG = {seg} "
                          f"(the saved states' spacing), got {cfg.BT}")
-    f32 = dict(device=x.device, dtype=torch.float32)
-    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
-    dz = torch.empty_like(z) if z is not None else None
-    dB = torch.zeros(Bsz, T, N, **f32)
-    dC = torch.zeros(Bsz, T, N, **f32)
-    dA_part = torch.zeros(Bsz, N, Dm, **f32)
-    dD_part = torch.empty(Bsz, Dm, **f32)
-    dbias_part = torch.empty(Bsz, Dm, **f32)
-    dh0 = torch.empty(Bsz, Dm, N, **f32)
+    grads = _grad_buffers(x, dt, z, N, zero_dA=True)  # the lanes kernel adds into it atomically
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     ss_lanes_bwd_kernel[grid](
-        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT,
-        dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0,
+        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads,
         T, Dm, N, lo, width,
         NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None,
         num_warps=cfg.num_warps)
-    dA = dA_part.sum(0).t()
-    return dx, ddt, dA, dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0
+    return _reduce_grads(grads)
+
+
+def _grad_buffers(x, dt, z, N: int, zero_dA: bool) -> tuple:
+    """The backward kernels' outputs: dx, ddt, dz (or None) in the inputs' dtypes; dB, dC
+    ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[B, N, Dm]`` float32, zeroed when the
+    kernel adds into it; dD_part, dbias_part ``[B, Dm]`` and dh0 ``[B, Dm, N]`` float32."""
+    Bsz, T, Dm = x.shape
+    f32 = dict(device=x.device, dtype=torch.float32)
+    return (torch.empty_like(x), torch.empty_like(dt),
+            torch.empty_like(z) if z is not None else None,
+            torch.zeros(Bsz, T, N, **f32), torch.zeros(Bsz, T, N, **f32),
+            (torch.zeros if zero_dA else torch.empty)(Bsz, N, Dm, **f32),
+            torch.empty(Bsz, Dm, **f32),
+            torch.empty(Bsz, Dm, **f32), torch.empty(Bsz, Dm, N, **f32))
+
+
+def _reduce_grads(grads: tuple) -> tuple:
+    """(dx, ddt, dA [Dm, N], dB, dC, dD, dz, d dt_bias, dh0), the per-row partials summed."""
+    dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0 = grads
+    return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
 
 
 def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
@@ -143,25 +153,16 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = BWD_CONFIG
-    f32 = dict(device=x.device, dtype=torch.float32)
-    dx, ddt = torch.empty_like(x), torch.empty_like(dt)
-    dz = torch.empty_like(z) if z is not None else None
-    dB = torch.zeros(Bsz, T, N, **f32)
-    dC = torch.zeros(Bsz, T, N, **f32)
-    dA_part = torch.empty(Bsz, N, Dm, **f32)
-    dD_part = torch.empty(Bsz, Dm, **f32)
-    dbias_part = torch.empty(Bsz, Dm, **f32)
-    dh0 = torch.empty(Bsz, Dm, N, **f32)
+    grads = _grad_buffers(x, dt, z, N, zero_dA=False)  # written once per program
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
-    scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, **f32)
+    scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=x.device,
+                          dtype=torch.float32)
     ss_bwd_kernel[grid](
-        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT,
-        dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
+        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch,
         T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, num_warps=_warps(cfg, NP))
-    dA = dA_part.sum(0).t()
-    return dx, ddt, dA, dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0
+    return _reduce_grads(grads)
 
 
 class _SelectiveScanFn(torch.autograd.Function):

@@ -68,18 +68,68 @@ def _channel_block(i_d, Dm, N, NP: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
-def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
-                    NP: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    HAS_D: tl.constexpr, HAS_H: tl.constexpr):
-    """A ``[NP, BD]``, dt_bias ``[BD]``, D ``[BD]`` and the state ``h [B, Dm, N]`` of batch row
-    i_b as an ``[NP, BD]`` tile, all float32; the absent ones are zeros."""
-    b_A = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+def _bias_and_skip(dt_bias, D, o_d, m_d, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   HAS_D: tl.constexpr):
+    """dt_bias and D of the channels o_d as float32 ``[BD]`` (zeros where absent)."""
     b_bias = tl.zeros([BD], dtype=tl.float32)
     if HAS_BIAS:
         b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
     b_D = tl.zeros([BD], dtype=tl.float32)
     if HAS_D:
         b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    return b_bias, b_D
+
+
+@triton.jit
+def _store_y(y, b_y, b_x, b_D, z, i_b, o_t, o_d, m_td, T, Dm,
+             HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """y = (Σ_n C·h + D x)·silu(z) from ``b_y = Σ_n C·h`` ``[BT, BD]``, stored in y's dtype."""
+    if HAS_D:
+        b_y += b_D[None, :] * b_x
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+        b_y = b_y * b_z * tl.sigmoid(b_z)
+    tl.store(y + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], b_y.to(y.dtype.element_ty),
+             mask=m_td)
+
+
+@triton.jit
+def _gated_dy(dy, z, i_b, o_t, o_d, m_td, T, Dm, HAS_Z: tl.constexpr):
+    """(dy, dy' = dy·silu(z), z, σ(z)) as float32 ``[BT, BD]``; without z, dy' = dy and the last
+    two are dy as placeholders (unused, so compiled away)."""
+    b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
+    b_dyg, b_z, b_sz = b_dy, b_dy, b_dy
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+        b_sz = tl.sigmoid(b_z)
+        b_dyg = b_dy * b_z * b_sz
+    return b_dy, b_dyg, b_z, b_sz
+
+
+@triton.jit
+def _store_td_grads(dx, ddt, dz, b_dx, b_ddt, b_yp, b_x, b_D, b_dy, b_dyg, b_z, b_sz,
+                    i_b, o_t, o_d, m_td, T, Dm, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """Store dx (``b_dx`` = Δ·Σ_n g·B, plus D·dy' here), ddt and, with z, dz = dy·y'·silu'(z),
+    where ``b_yp`` = Σ_n C·h is y before the D skip (added here) and the gate."""
+    if HAS_D:
+        b_dx += b_D[None, :] * b_dyg
+        b_yp += b_D[None, :] * b_x
+    o_td = i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :]
+    tl.store(dx + o_td, b_dx.to(dx.dtype.element_ty), mask=m_td)
+    tl.store(ddt + o_td, b_ddt.to(ddt.dtype.element_ty), mask=m_td)
+    if HAS_Z:
+        b_dz = b_dy * b_yp * b_sz * (1.0 + b_z * (1.0 - b_sz))
+        tl.store(dz + o_td, b_dz.to(dz.dtype.element_ty), mask=m_td)
+
+
+@triton.jit
+def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
+                    NP: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_H: tl.constexpr):
+    """A ``[NP, BD]``, dt_bias ``[BD]``, D ``[BD]`` and the state ``h [B, Dm, N]`` of batch row
+    i_b as an ``[NP, BD]`` tile, all float32; the absent ones are zeros."""
+    b_A = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32)
+    b_bias, b_D = _bias_and_skip(dt_bias, D, o_d, m_d, BD, HAS_BIAS, HAS_D)
     b_h = tl.zeros([NP, BD], dtype=tl.float32)
     if HAS_H:
         b_h = tl.load(h + i_b * Dm * N + o_nd, mask=m_nd, other=0.0).to(tl.float32)
@@ -105,14 +155,8 @@ def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
     c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
     b_hs = c_a * b_h[None, :, :] + c_b
-    b_y = tl.sum(b_hs * b_C[:, :, None], axis=1)
-    if HAS_D:
-        b_y += b_D[None, :] * b_x
-    if HAS_Z:
-        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
-        b_y = b_y * b_z * tl.sigmoid(b_z)
-    tl.store(y + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], b_y.to(y.dtype.element_ty),
-             mask=m_td)
+    _store_y(y, tl.sum(b_hs * b_C[:, :, None], axis=1), b_x, b_D, z, i_b, o_t, o_d, m_td, T,
+             Dm, HAS_D, HAS_Z)
     last = (tl.arange(0, BT) == BT - 1)[:, None, None]
     return tl.sum(tl.where(last, b_hs, 0.0), axis=0)
 

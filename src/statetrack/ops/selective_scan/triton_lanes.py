@@ -23,10 +23,12 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _bias_and_skip,
     _channel_block,
     _combine,
     _load_td,
     _softplus,
+    _store_y,
 )
 
 
@@ -91,12 +93,7 @@ def ss_lanes_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
     m_d = o_d < Dm
     n_seg = tl.cdiv(T, SEG)
     _init_state(h0, hT, hseg, i_b, i_d, Dm, N, n_seg, NP, BD, HAS_H0, SAVE)
-    b_bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_D = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_bias, b_D = _bias_and_skip(dt_bias, D, o_d, m_d, BD, HAS_BIAS, HAS_D)
     for i_c in range(tl.cdiv(T, BT)):
         tl.debug_barrier()  # the carries written by other threads are visible
         o_t = i_c * BT + tl.arange(0, BT)
@@ -109,10 +106,4 @@ def ss_lanes_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
         for n in range(N):
             b_y = _lanes_state(Bm, Cm, A, hT, hseg, b_dxd, b_delta, b_y, i_b, o_t, o_d, m_t, m_d,
                                n, T, Dm, N, n_seg, lo, width, BT, SEG, SAVE)
-        if HAS_D:
-            b_y += b_D[None, :] * b_x
-        if HAS_Z:
-            b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
-            b_y = b_y * b_z * tl.sigmoid(b_z)
-        tl.store(y + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], b_y.to(y.dtype.element_ty),
-                 mask=m_td)
+        _store_y(y, b_y, b_x, b_D, z, i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)

@@ -19,10 +19,13 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _bias_and_skip,
     _channel_block,
     _combine_excl,
+    _gated_dy,
     _load_td,
     _softplus,
+    _store_td_grads,
 )
 from statetrack.ops.selective_scan.triton_lanes import _load_col
 
@@ -95,12 +98,7 @@ def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part
     # Δ = 0 past T: there g_t is the carried adjoint, not 0, and must not reach dA
     b_delta = tl.where(m_td, _softplus(b_u), 0.0)
     b_dxd = b_delta * b_x
-    b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
-    b_dyg = b_dy
-    if HAS_Z:
-        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
-        b_sz = tl.sigmoid(b_z)
-        b_dyg = b_dy * b_z * b_sz
+    b_dy, b_dyg, b_z, b_sz = _gated_dy(dy, z, i_b, o_t, o_d, m_td, T, Dm, HAS_Z)
     b_gB = tl.zeros(b_x.shape, dtype=tl.float32)  # Σ_n g·B
     b_gEA = tl.zeros(b_x.shape, dtype=tl.float32)  # Σ_n g·h_{t−1}·E·A
     b_yp = tl.zeros(b_x.shape, dtype=tl.float32)  # Σ_n C·h: y before D and the gate
@@ -110,16 +108,8 @@ def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part
             Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dyg, b_gB, b_gEA, b_yp,
             i_b, i_s, o_t, o_d, m_t, m_d, n, T, Dm, N, n_seg, lo, width, BT)
     b_ddt = tl.where(m_td, (b_x * b_gB + width * b_gEA) * tl.sigmoid(b_u), 0.0)
-    b_dx = b_delta * b_gB
-    if HAS_D:
-        b_dx += b_D[None, :] * b_dyg
-        b_yp += b_D[None, :] * b_x
-    o_td = i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :]
-    tl.store(dx + o_td, b_dx.to(dx.dtype.element_ty), mask=m_td)
-    tl.store(ddt + o_td, b_ddt.to(ddt.dtype.element_ty), mask=m_td)
-    if HAS_Z:
-        b_dz = b_dy * b_yp * b_sz * (1.0 + b_z * (1.0 - b_sz))
-        tl.store(dz + o_td, b_dz.to(dz.dtype.element_ty), mask=m_td)
+    _store_td_grads(dx, ddt, dz, b_delta * b_gB, b_ddt, b_yp, b_x, b_D, b_dy, b_dyg, b_z, b_sz,
+                    i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)
     return tl.sum(b_dyg * b_x, axis=0), tl.sum(b_ddt, axis=0)
 
 
@@ -138,12 +128,7 @@ def ss_lanes_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     o_d = i_d * BD + tl.arange(0, BD)
     m_d = o_d < Dm
     _init_adjoint(dhT, dh0, i_b, i_d, Dm, N, NP, BD, HAS_DHT)
-    b_bias = tl.zeros([BD], dtype=tl.float32)
-    if HAS_BIAS:
-        b_bias = tl.load(dt_bias + o_d, mask=m_d, other=0.0).to(tl.float32)
-    b_D = tl.zeros([BD], dtype=tl.float32)
-    if HAS_D:
-        b_D = tl.load(D + o_d, mask=m_d, other=0.0).to(tl.float32)
+    b_bias, b_D = _bias_and_skip(dt_bias, D, o_d, m_d, BD, HAS_BIAS, HAS_D)
     b_dD = tl.zeros([BD], dtype=tl.float32)
     b_dbias = tl.zeros([BD], dtype=tl.float32)
     n_seg = tl.cdiv(T, SEG)
