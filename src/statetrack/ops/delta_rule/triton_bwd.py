@@ -93,6 +93,32 @@ def gate_grad(b_dGam, b_dgam, b_Gam, p_gate, o_t, m_t, stride_t, BT: tl.constexp
     return b_dg
 
 
+@triton.jit
+def v_tile_sums(do, h, dh, Wnew, dWnew, o_in, o_c, o_h, o_t, o_k, m_t, o_v, m_v,
+                b_dQS, b_Y, b_X2, b_dP, b_dglast, H: tl.constexpr, V: tl.constexpr,
+                PREC: tl.constexpr):
+    """One V-tile ``o_v`` of the local backward's sums over V, added to the accumulators:
+    ``dQS += dO Sᵀ``, ``Y += dWnew Sᵀ``, ``X2 += Wnew dSᵀ`` (rows ``o_k`` of the states),
+    ``dP += dO Wnewᵀ``, ``⟨dS, S⟩``. Also returns the tile's dO and dWnew (16-bit operands for
+    16-bit inputs) for the fused kernel's own products."""
+    DT: tl.constexpr = h.dtype.element_ty
+    o_tv = o_t[:, None] * (H * V) + o_v[None, :]
+    b_do = tl.load(do + o_in * V + o_tv, mask=m_t[:, None] & m_v[None, :], other=0.0).to(DT)
+    # h, dh hold all BK rows (zero past K): only the V edge needs a mask
+    o_kv = o_k[:, None] * V + o_v[None, :]
+    b_S = tl.load(h + o_h + o_kv, mask=m_v[None, :], other=0.0)
+    b_dS = tl.load(dh + o_h + o_kv, mask=m_v[None, :], other=0.0)
+    o_cv = o_t[:, None] * V + o_v[None, :]
+    b_w = tl.load(Wnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
+    b_dw = tl.load(dWnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
+    b_dQS += tl.dot(b_do, tl.trans(b_S), input_precision=PREC)
+    b_Y += tl.dot(b_dw, tl.trans(b_S), input_precision=PREC)
+    b_X2 += tl.dot(b_w, tl.trans(b_dS), input_precision=PREC)
+    b_dP += tl.dot(b_do, tl.trans(b_w), input_precision=PREC)
+    b_dglast += tl.sum(tl.sum(b_dS.to(tl.float32) * b_S.to(tl.float32), 1), 0)
+    return b_dQS, b_Y, b_X2, b_dP, b_dglast, b_dw
+
+
 @triton.jit(do_not_specialize=["T"])
 def chunk_grad_kernel(
     q, k, v, beta, gate, do,
@@ -124,27 +150,17 @@ def chunk_grad_kernel(
     b_dbeta = tl.zeros([BT], dtype=tl.float32)
     b_dglast = tl.zeros([BT], dtype=tl.float32)  # ⟨dS_end, S⟩ (same in every lane)
     DT: tl.constexpr = h.dtype.element_ty
+    o_h = (i_bh * NT + i_n) * BK * V
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
         m_v = o_v < V
         m_tv = m_t[:, None] & m_v[None, :]
         o_tv = o_t[:, None] * (H * V) + o_v[None, :]
         b_v = tl.load(v + o_in * V + o_tv, mask=m_tv, other=0.0).to(tl.float32)
-        b_do = tl.load(do + o_in * V + o_tv, mask=m_tv, other=0.0).to(DT)
-        o_kv = o_k[:, None] * V + o_v[None, :]
-        o_h = (i_bh * NT + i_n) * BK * V
-        b_S = tl.load(h + o_h + o_kv, mask=m_v[None, :], other=0.0)
-        b_dS = tl.load(dh + o_h + o_kv, mask=m_v[None, :], other=0.0)
-        o_cv = o_t[:, None] * V + o_v[None, :]
-        b_w = tl.load(Wnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
-        b_dw = tl.load(dWnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
-
-        b_dQS += tl.dot(b_do, tl.trans(b_S), input_precision=PREC)
-        b_Y += tl.dot(b_dw, tl.trans(b_S), input_precision=PREC)
-        b_X2 += tl.dot(b_w, tl.trans(b_dS), input_precision=PREC)
-        b_dP += tl.dot(b_do, tl.trans(b_w), input_precision=PREC)
+        b_dQS, b_Y, b_X2, b_dP, b_dglast, b_dw = v_tile_sums(
+            do, h, dh, Wnew, dWnew, o_in, o_c, o_h, o_t, o_k, m_t, o_v, m_v,
+            b_dQS, b_Y, b_X2, b_dP, b_dglast, H, V, PREC)
         b_dA += tl.dot(b_dw, tl.trans((b_v * b_beta[:, None]).to(DT)), input_precision=PREC)
-        b_dglast += tl.sum(tl.sum(b_dS.to(tl.float32) * b_S.to(tl.float32), 1), 0)
         # A stays float32 (as in the forward's U = A diag(β) V): dv is only as good as A
         b_AtdU = tl.dot(tl.trans(b_A), b_dw.to(tl.float32), input_precision=PREC)
         tl.store(dv + o_in * V + o_tv, (b_beta[:, None] * b_AtdU).to(dv.dtype.element_ty),

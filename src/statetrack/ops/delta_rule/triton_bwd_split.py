@@ -22,7 +22,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from statetrack.ops.delta_rule.triton_bwd import gate_grad
+from statetrack.ops.delta_rule.triton_bwd import gate_grad, v_tile_sums
 from statetrack.ops.delta_rule.triton_fwd import chunk_decays
 
 
@@ -38,25 +38,11 @@ def _dqk_values(do, h, dh, Wnew, dWnew, o_in, o_c, o_h, o_t, o_k, m_t, H: tl.con
     b_dQS = tl.zeros([BT, BKT], dtype=tl.float32)
     b_dP = tl.zeros([BT, BT], dtype=tl.float32)  # the same in every K-tile program
     b_dglast = tl.zeros([BT], dtype=tl.float32)  # this K-tile's part of ⟨dS_end, S⟩
-    DT: tl.constexpr = h.dtype.element_ty
     for i_v in range(0, tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
-        m_v = o_v < V
-        o_tv = o_t[:, None] * (H * V) + o_v[None, :]
-        b_do = tl.load(do + o_in * V + o_tv, mask=m_t[:, None] & m_v[None, :],
-                       other=0.0).to(DT)
-        # h, dh hold all BK rows (zero past K): only the V edge needs a mask
-        o_kv = o_k[:, None] * V + o_v[None, :]
-        b_S = tl.load(h + o_h + o_kv, mask=m_v[None, :], other=0.0)
-        b_dS = tl.load(dh + o_h + o_kv, mask=m_v[None, :], other=0.0)
-        o_cv = o_t[:, None] * V + o_v[None, :]
-        b_w = tl.load(Wnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
-        b_dw = tl.load(dWnew + o_c * V + o_cv, mask=m_v[None, :], other=0.0)
-        b_dQS += tl.dot(b_do, tl.trans(b_S), input_precision=PREC)
-        b_Y += tl.dot(b_dw, tl.trans(b_S), input_precision=PREC)
-        b_X2 += tl.dot(b_w, tl.trans(b_dS), input_precision=PREC)
-        b_dP += tl.dot(b_do, tl.trans(b_w), input_precision=PREC)
-        b_dglast += tl.sum(tl.sum(b_dS.to(tl.float32) * b_S.to(tl.float32), 1), 0)
+        b_dQS, b_Y, b_X2, b_dP, b_dglast, _ = v_tile_sums(
+            do, h, dh, Wnew, dWnew, o_in, o_c, o_h, o_t, o_k, m_t, o_v, o_v < V,
+            b_dQS, b_Y, b_X2, b_dP, b_dglast, H, V, PREC)
     return b_dQS, b_Y, b_X2, b_dP, b_dglast
 
 
