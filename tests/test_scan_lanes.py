@@ -123,19 +123,8 @@ def test_lanes_kernels_interpreted_match_reference(tmp_path: Path) -> None:
         proc.stderr[-3000:]
 
 
-@pytest.mark.gpu
-@needs_cuda
-@pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("eig", RANGES, ids=str)
-@pytest.mark.usefixtures("nan_empty")
-def test_lanes_layout_matches_reference(T: int, dtype: torch.dtype, eig: EigRange,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiled "lanes" kernels: outputs, h_T and all 9 gradients within 1e-4 / 1e-2."""
-    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
-    monkeypatch.setattr(ti, "LAYOUT", "lanes")
-    gen = torch.Generator().manual_seed(T)
-    ss_check(ss_inputs(2, T, 80, 16, "cuda", gen), eig, dtype, TOL[dtype])
+# The compiled "lanes" kernels against the reference at every T: test_scan_triton.py's
+# test_selective_scan_triton_matches_reference, parametrized over both layouts.
 
 
 @pytest.mark.gpu

@@ -103,10 +103,17 @@ def ls_check(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, dtype: torch.dt
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("eig", RANGES, ids=str)
+@pytest.mark.parametrize("layout", ["chunk", "lanes"])  # triton_impl.LAYOUTS
 @pytest.mark.usefixtures("nan_empty")
-def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange
+def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange,
+                                                 layout: str, monkeypatch: pytest.MonkeyPatch
                                                  ) -> None:
-    """Compiled kernels: outputs, h_T and all 9 gradients within 1e-4 (fp32) / 1e-2 (bf16)."""
+    """Compiled kernels of each layout: outputs, h_T and all 9 gradients within 1e-4 (fp32) /
+    1e-2 (bf16)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", layout)
     gen = torch.Generator().manual_seed(T)
     inputs = ss_inputs(2, T, 80, 16, "cuda", gen)  # Dm = 80: a partial channel block
     ss_check(inputs, eig, dtype, TOL[dtype])
