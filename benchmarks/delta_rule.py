@@ -6,6 +6,11 @@ For each (B, T, H, K=V), bf16, unit-norm keys, no gate and no initial state (wha
 ``chunk_delta_rule`` (its column is null where fla does not import), all at β ∈ (0, 1); and
 statetrack triton at β ∈ (0, 2), the cost of the extended eigenvalue range.
 
+The β comparison is timed twice: as the others (``ms``: wall time of eager calls, which at the
+paper's small shapes is mostly host launch overhead and moved β2/β1 by ±10% between runs) and
+as replays of one CUDA graph of the same call (``graph_ms``: device time only; the host code
+is the same for any β, the kernels are what the extension could slow down).
+
     python benchmarks/delta_rule.py --out benchmarks/results/h200_delta_rule.json \
         [--sweep] [--no-fla]
 
@@ -70,6 +75,30 @@ def time_ms(f: Callable, inputs: list[torch.Tensor], pass_: str, rep: int = 200)
                                    return_mode="median")
 
 
+def graph_ms(f: Callable, inputs: list[torch.Tensor], pass_: str, rep: int = 200) -> float:
+    """Median device time of one call captured in a CUDA graph and replayed (no host work)."""
+    do = torch.randn_like(inputs[2])
+
+    def step() -> None:
+        if pass_ == "fwd":
+            with torch.no_grad():
+                f(*inputs)
+        else:  # autograd.grad: no .grad accumulation inside the graph
+            torch.autograd.grad(f(*inputs), inputs, do)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (compiles, allocator pools) off the capture
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    ms = triton.testing.do_bench(graph.replay, warmup=25, rep=rep, return_mode="median")
+    del graph
+    return ms
+
+
 def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: str,
                 repeats: int = 5) -> list[dict]:
     B, T, H, K = shape
@@ -84,30 +113,44 @@ def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: 
         ms["torch"] = time_ms(runner("torch", None), x1, pass_, rep=100)
         if fla is not None:
             ms["fla"] = time_ms(runner("fla", fla), x1, pass_)
-        # β ∈ (0, 1) and (0, 2) alternate, `repeats` medians each, so drift hits both alike
-        # (the launch-bound paper shapes moved β2/β1 by up to ±10% with three)
+        # β ∈ (0, 1) and (0, 2) alternate in ABBA order, `repeats` medians each, so a drift
+        # hits both alike and neither always runs second (the launch-bound paper shapes moved
+        # β2/β1 by up to ±10% with three repeats in plain ABAB order)
         st = runner("triton", None)
-        t1, t2 = [], []
-        for _ in range(repeats):
-            t1.append(time_ms(st, x1, pass_))
-            t2.append(time_ms(st, x2, pass_))
-        ms["statetrack"] = sorted(t1)[repeats // 2]
+        t1, t2, g1, g2 = [], [], [], []
+        for i in range(repeats):
+            for x, t, g in ((x1, t1, g1), (x2, t2, g2))[::1 if i % 2 == 0 else -1]:
+                t.append(time_ms(st, x, pass_))
+                g.append(graph_ms(st, x, pass_))
+        med = lambda t: sorted(t)[repeats // 2]
+        ms["statetrack"] = med(t1)
         shape_d = {"B": B, "T": T, "H": H, "K": K, "V": K}
         common = {"op": "delta_rule", "shape": shape_d, "dtype": "bfloat16", "pass": pass_,
                   "device": device}
-        records.append({**common, "ms": ms, "beta_max": 1})
-        records.append({**common, "ms": {"statetrack": sorted(t2)[repeats // 2], "torch": None,
-                                         "fla": None}, "beta_max": 2})
+        records.append({**common, "ms": ms, "graph_ms": {"statetrack": med(g1)}, "beta_max": 1})
+        records.append({**common, "ms": {"statetrack": med(t2), "torch": None, "fla": None},
+                        "graph_ms": {"statetrack": med(g2)}, "beta_max": 2})
     return records
 
 
+def graph(r: dict) -> str:
+    g = r.get("graph_ms")  # absent in records written before session 5
+    return "-" if g is None else f"{g['statetrack']:.3f}"
+
+
+def graph_ratio(d: dict) -> str:
+    g1, g2 = d[1].get("graph_ms"), d[2].get("graph_ms")
+    return "-" if g1 is None or g2 is None else f"{g2['statetrack'] / g1['statetrack']:.3f}"
+
+
 def print_table(records: list[dict]) -> None:
+    """graph: β ≤ 1 replayed from a CUDA graph (device time); then β2/β1 of those."""
     by_key = {}
     for r in records:
         s = r["shape"]
         by_key.setdefault((s["B"], s["T"], s["H"], s["K"], r["pass"]), {})[r["beta_max"]] = r
     head = (f"{'B,T,H,K=V':>18} {'pass':>6} {'triton':>8} {'torch':>8} {'fla':>8} "
-            f"{'tri/fla':>8} {'β2 tri':>8} {'β2/β1':>7}")
+            f"{'tri/fla':>8} {'β2 tri':>8} {'β2/β1':>7} {'graph':>7} {'β2/β1':>7}")
     print(head)
     for (B, T, H, K, p), d in by_key.items():
         m1, m2 = d[1]["ms"], d[2]["ms"]
@@ -116,7 +159,8 @@ def print_table(records: list[dict]) -> None:
         ratio = "-" if fla is None else f"{m1['statetrack'] / fla:.3f}"
         print(f"{f'{B},{T},{H},{K}':>18} {p:>6} {fmt(m1['statetrack']):>8} "
               f"{fmt(m1['torch']):>8} {fmt(fla):>8} {ratio:>8} {fmt(m2['statetrack']):>8} "
-              f"{m2['statetrack'] / m1['statetrack']:>7.3f}")
+              f"{m2['statetrack'] / m1['statetrack']:>7.3f} {graph(d[1]):>7} "
+              f"{graph_ratio(d):>7}")
 
 
 SWEEP = {
@@ -160,13 +204,17 @@ def main() -> None:
     p.add_argument("--no-fla", action="store_true", help="leave fla's column out (null)")
     p.add_argument("--beta-repeats", type=int, default=5,
                    help="alternating medians at β ≤ 1 and β ≤ 2 per pass (their median is kept)")
+    p.add_argument("--shape", action="append", default=None, metavar="B,T,H,K",
+                   help="time these shapes instead of the issue's six (repeatable)")
     p.add_argument("--warm-only", action="store_true",
                    help="only compile statetrack's kernels for every shape (fills Triton's cache)")
     args = p.parse_args()
+    shapes = ([tuple(int(x) for x in a.split(",")) for a in args.shape] if args.shape
+              else SHAPES)
     start = time.time()
     fla = None if args.no_fla else load_fla()
     if args.warm_only:
-        for shape in SHAPES:
+        for shape in shapes:
             x = make_inputs(shape, 1.0)
             for impl in ("triton",) + (("fla",) if fla else ()):
                 runner(impl, fla)(*x).sum().backward()
@@ -177,7 +225,7 @@ def main() -> None:
     device = torch.cuda.get_device_name()
     print(f"device: {device}; fla: {'present' if fla else 'absent (column skipped)'}")
     records = []
-    for shape in SHAPES:
+    for shape in shapes:
         t0 = time.time()
         records += bench_shape(shape, fla, device, args.beta_repeats)
         print(f"{shape}: {time.time() - t0:.1f}s", flush=True)
@@ -186,7 +234,8 @@ def main() -> None:
                 json.dump(records, f, indent=1)
     print_table(records)
     if args.sweep:
-        sweep([SHAPES[i] for i in (3, 1, 0, 5) if i < len(SHAPES)], start + args.budget_s)
+        sweep([SHAPES[i] for i in (3, 1, 0, 5)] if shapes is SHAPES else shapes,
+              start + args.budget_s)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,19 @@ def test_triton_equals_reference_head_dims(poisoned, K: int, V: int, T: int, gat
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("uses", ["o", "S"])
+@pytest.mark.parametrize("K", [32, 128])
+def test_triton_loss_of_one_output(poisoned, K: int, uses: str) -> None:
+    """A loss of o alone (S_T not requested, so no dS_T reaches the backward) or of S_T alone
+    (no dO): the gradients still equal the reference, and q's is exactly zero for S_T alone."""
+    errs = _load_checker().check(2, 130, 2, K, K, 2.0, True, torch.float32, "cuda", seed=K,
+                                 uses=uses)
+    bad = {n: e for n, e in errs.items() if not e <= _tolerance(torch.float32)}
+    assert not bad, f"relative errors above {_tolerance(torch.float32)}: {bad} (all: {errs})"
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_public_dispatch_reaches_triton() -> None:
     """delta_rule(backend='triton') returns v's dtype, a float32 state, and matches torch."""
     from statetrack.ops.delta_rule import delta_rule
@@ -114,9 +127,26 @@ def test_triton_kernels_under_interpreter() -> None:
         assert f"{name}: worst relative error" in proc.stdout, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize(("K", "V", "bkt"), [(24, 40, "16"), (128, 72, "64"), (200, 24, "64")],
-                         ids=["K24-2tiles-ragged", "K128-2tiles", "K200-BT32-4tiles"])
-def test_split_backward_under_interpreter(K: int, V: int, bkt: str) -> None:
+@pytest.mark.parametrize("split", ["0", "1"], ids=["fused", "split"])
+def test_loss_of_one_output_under_interpreter(split: str) -> None:
+    """Interpreted, float32: a loss of o alone (the state kernel's path without dS_T) and of
+    S_T alone (a zero dO) match the reference, with the fused and the split backward."""
+    proc = run_interpreted(
+        CHECK_SCRIPT, "--device", "cpu", "--T", "70", "--dims", "1", "2", "16", "--V", "24",
+        "--dtypes", "fp32", "--uses", "o", "S",
+        env={"STATETRACK_TRITON_POISON": "1", "STATETRACK_TRITON_SPLIT_GRAD": split},
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "loss of o" in proc.stdout and "loss of S" in proc.stdout, proc.stdout
+    assert "fp32: worst relative error" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("K", "V", "bkt"), [(24, 40, "16"), (128, 72, "64"), (128, 72, None),
+                                             (200, 24, "64")],
+                         ids=["K24-2tiles-ragged", "K128-2tiles", "K128-default-1tile",
+                              "K200-BT32-4tiles"])
+def test_split_backward_under_interpreter(K: int, V: int, bkt: str | None) -> None:
     """The split local backward (chunk_dqk_kernel + chunk_wy_bwd_kernel, forced on with
     STATETRACK_TRITON_SPLIT_GRAD=1) matches the float64 reference like the fused kernel: 1e-4
     in float32, 3e-3 in fp16, gated (negative, zero, ±1) and not, β up to 2, a partial last
@@ -126,7 +156,7 @@ def test_split_backward_under_interpreter(K: int, V: int, bkt: str) -> None:
         CHECK_SCRIPT, "--device", "cpu", "--T", "3", "70",
         "--dims", "1", "2", str(K), "--V", str(V), "--dtypes", "fp32", "fp16",
         env={"STATETRACK_TRITON_POISON": "1", "STATETRACK_TRITON_SPLIT_GRAD": "1",
-             "STATETRACK_TRITON_SPLIT_BKT": bkt}, timeout=120,
+             **({} if bkt is None else {"STATETRACK_TRITON_SPLIT_BKT": bkt})}, timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("fp32", "fp16"):

@@ -84,9 +84,10 @@ TUNING: dict[str, dict[int, tuple[int, int, int]]] = {
     "output": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (128, 4, 1),
                256: (32, 8, 1)},
     "grad": {16: (32, 4, 1), 32: (32, 4, 1), 64: (32, 4, 1), 128: (64, 8, 1), 256: (16, 8, 1)},
-    # the split backward (SPLIT_GRAD; BKT = 64): timed at K = 128 (above); elsewhere the
-    # settings without spills (kernel_resources.py, TRITON.md "Split backward")
-    "dqk": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (64, 8, 1), 256: (32, 8, 1)},
+    # the split backward (SPLIT_GRAD; BKT: _split_bkt): timed at K = 128 (above and at
+    # SPLIT_BKT); elsewhere the settings without spills (kernel_resources.py, TRITON.md
+    # "Split backward")
+    "dqk": {16: (32, 4, 1), 32: (32, 4, 1), 64: (64, 4, 1), 128: (64, 8, 3), 256: (32, 8, 1)},
     "wy": {16: (16, 4, 1), 32: (16, 4, 1), 64: (32, 8, 1), 128: (64, 4, 1), 256: (16, 4, 1)},
 }
 WIDE_WARPS = {"state_fwd": 4, "state_bwd": 8}  # num_warps of a doubled state V-tile
@@ -94,16 +95,22 @@ WIDE_WARPS = {"state_fwd": 4, "state_bwd": 8}  # num_warps of a doubled state V-
 # Local backward per BK: True runs chunk_dqk_kernel + chunk_wy_bwd_kernel (triton_bwd_split.py:
 # the key dim cut in BKT-wide tiles across programs) instead of chunk_grad_kernel.
 # STATETRACK_TRITON_SPLIT_GRAD=1 forces the split for every BK, STATETRACK_TRITON_SPLIT_BKT
-# sets BKT (a power of two >= 16; default 64): the tests use both to run the split path, with
-# two K-tiles at a small K, under the interpreter.
+# sets BKT (a power of two >= 16, capped at BK; default 128 at BK = 128, else 64): the tests
+# use both to run the split path, with two K-tiles at a small K, under the interpreter.
 # Timed on the H200 at K = 32, 64, 128 (above): the split pays at 128 only. 256: not timed.
+# BKT = 128 (one K-tile: dO, Wnew and dWnew are read once per chunk, not once per tile) with
+# dqk at (64, 8, 3) took dqk from 0.712 to 0.503 ms at (1, 8192, 32, 128) (session 5,
+# h200_profile_s5.log; (64, 8, 1) at one tile: 0.55 ms; 4 stages do not fit).
 SPLIT_GRAD: dict[int, bool] = {16: False, 32: False, 64: False, 128: True, 256: False}
 SPLIT_FORCED = os.environ.get("STATETRACK_TRITON_SPLIT_GRAD", "0") == "1"
-SPLIT_BKT = int(os.environ.get("STATETRACK_TRITON_SPLIT_BKT", "64"))
+SPLIT_BKT: int | None = (int(os.environ["STATETRACK_TRITON_SPLIT_BKT"])
+                         if "STATETRACK_TRITON_SPLIT_BKT" in os.environ else None)
 
 
 def _split_bkt(BK: int) -> int:
     """Width BKT of the split backward's K-tiles at key width BK."""
+    if SPLIT_BKT is None:  # at BK = 256 one 128-wide tile spills kilobytes (kernel_resources)
+        return 128 if BK == 128 else min(BK, 64)
     if SPLIT_BKT < 16 or SPLIT_BKT & (SPLIT_BKT - 1):
         raise ValueError(f"STATETRACK_TRITON_SPLIT_BKT: expected a power of two >= 16, "
                          f"got {SPLIT_BKT}")
@@ -238,6 +245,9 @@ class DeltaRuleTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, beta, gate, h0):
         o, hT, saved = _forward(q, k, v, beta, gate, h0)
+        # an unused output's gradient comes as None, not as a zero tensor to read (dS_T is
+        # unused in most training: the state kernel then skips it)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(q, k, v, beta, gate, *saved)
         ctx.h0_dtype = None if h0 is None else h0.dtype
         return o, hT
@@ -245,6 +255,8 @@ class DeltaRuleTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dhT):
         q, k, v, beta, gate, *saved = ctx.saved_tensors
+        if do is None:  # only S_T was used
+            do = torch.zeros(*q.shape[:3], v.shape[-1], dtype=v.dtype, device=v.device)
         dq, dk, dv, dbeta, dgate, dh0 = _backward(
             q, k, v, beta, gate, saved, do.contiguous(),
             None if dhT is None else dhT.contiguous())
