@@ -58,6 +58,7 @@ def _delta_rule_specs(K: int, dtype: str) -> list[KernelSpec]:
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
     stored = "bf16" if impl._stored_dtype(torch_dtype) == torch.bfloat16 else "fp32"
     BT, BK = impl._tiles(K)
+    BKT = impl._split_bkt(BK, impl._stored_dtype(torch_dtype))
     io = ("q", "k", "v", "beta", "do", "o", "dq", "dk", "dv", "dbeta")
     kept = ("P", "Wk", "U", "Kdec", "h", "Wnew", "dh", "dWnew")
     kernels = [("prep", triton_fwd.chunk_prep_kernel, {"USE_GATE": False}),
@@ -65,13 +66,13 @@ def _delta_rule_specs(K: int, dtype: str) -> list[KernelSpec]:
                ("output", triton_fwd.chunk_output_kernel, {}),
                ("state_bwd", triton_bwd.chunk_state_bwd_kernel, {"USE_DHT": False}),
                ("grad", triton_bwd.chunk_grad_kernel, {"USE_GATE": False}),
-               ("dqk", triton_bwd_split.chunk_dqk_kernel,
-                {"USE_GATE": False, "BKT": impl._split_bkt(BK)}),
-               ("wy", triton_bwd_split.chunk_wy_bwd_kernel,
-                {"USE_GATE": False, "NK": BK // impl._split_bkt(BK)})]
+               ("dqk", triton_bwd_split.chunk_dqk_kernel, {"USE_GATE": False, "BKT": BKT}),
+               ("wy", triton_bwd_split.chunk_wy_bwd_kernel, {"USE_GATE": False, "NK": BK // BKT})]
     specs = []
     for name, kernel, flags in kernels:
         BV, warps, stages = impl.TUNING[name][BK]
+        if name == "dqk" and stored == "fp32":  # as triton_impl._split_grad launches it
+            stages = 1
         types = {n: (f"*{dtype}" if n in io else f"*{stored}" if n in kept else t)
                  for n, t in _types(kernel, ()).items()}
         constexprs = dict(flags, H=16, K=K, V=K, BT=BT, BK=BK, BV=min(BV, K),

@@ -107,10 +107,12 @@ SPLIT_BKT: int | None = (int(os.environ["STATETRACK_TRITON_SPLIT_BKT"])
                          if "STATETRACK_TRITON_SPLIT_BKT" in os.environ else None)
 
 
-def _split_bkt(BK: int) -> int:
-    """Width BKT of the split backward's K-tiles at key width BK."""
-    if SPLIT_BKT is None:  # at BK = 256 one 128-wide tile spills kilobytes (kernel_resources)
-        return 128 if BK == 128 else min(BK, 64)
+def _split_bkt(BK: int, stored: torch.dtype) -> int:
+    """Width BKT of the split backward's K-tiles at key width BK, for intermediates stored in
+    ``stored``. One 128-wide tile only at BK = 128 with 16-bit operands: at BK = 256 it spills
+    kilobytes, and float32 tiles need twice the shared memory (262 KB, over the H200's 227 KB)."""
+    if SPLIT_BKT is None:
+        return 128 if BK == 128 and stored != torch.float32 else min(BK, 64)
     if SPLIT_BKT < 16 or SPLIT_BKT & (SPLIT_BKT - 1):
         raise ValueError(f"STATETRACK_TRITON_SPLIT_BKT: expected a power of two >= 16, "
                          f"got {SPLIT_BKT}")
@@ -211,9 +213,9 @@ def _split_grad(q, k, v, beta, gate, do, grads, A, gam, h, dh, Wnew, dWnew) -> N
     """The local backward as two kernels (triton_bwd_split.py), writing ``grads`` =
     (dq, dk, dv, dbeta, dgate or None) in place."""
     dq, dk, dv, dbeta, dgate = grads
-    B, T, H, K, V, BT, BK, NT, _, prec = _dims(q, v)
+    B, T, H, K, V, BT, BK, NT, st, prec = _dims(q, v)
     dev, f32, gated = q.device, torch.float32, gate is not None
-    BKT = _split_bkt(BK)
+    BKT = _split_bkt(BK, st)
     NK = BK // BKT
     dk_part = _empty(B * H, NT * BT, BK, dtype=f32, device=dev)
     # per-token partials [B·H·N, NK, BT], summed over the K-tiles by the second kernel
@@ -226,6 +228,8 @@ def _split_grad(q, k, v, beta, gate, do, grads, A, gam, h, dh, Wnew, dWnew) -> N
         dP = _empty(B * H * NT, BT, BT, dtype=f32, device=dev)
     gate_arg = gate if gated else beta
     BV, opts = _launch("dqk", BK, V, B * H, dev)
+    if st == f32:  # float32 tiles: one stage (shared memory, as in _split_bkt)
+        opts["num_stages"] = 1
     chunk_dqk_kernel[(B * H * NT, NK)](
         q, k, beta, gate_arg, do, dq, A, h, dh, Wnew, dWnew,
         dk_part, dbg_part, dgam_part, rx2k_part, dP,
