@@ -163,6 +163,30 @@ def print_table(records: list[dict]) -> None:
               f"{graph_ratio(d):>7}")
 
 
+PAPER_SHAPES = {(256, 40, 4, 32), (256, 256, 4, 32)}
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The README's table of a JSON file of records (``--table``)."""
+    by_key = {}
+    for r in records:
+        s = r["shape"]
+        by_key.setdefault((s["B"], s["T"], s["H"], s["K"], r["pass"]), {})[r["beta_max"]] = r
+    fmt = lambda x, d=3: "-" if x is None else f"{x:.{d}f}"
+    lines = ["| B, T, H, K=V | pass | statetrack triton | torch backend | fla 0.6 | "
+             "statetrack/fla | β2/β1 (wall) | β2/β1 (graph) |", "|---|---|---|---|---|---|---|---|"]
+    for (B, T, H, K, p), d in by_key.items():
+        m1, m2 = d[1]["ms"], d[2]["ms"]
+        shape = f"{B}, {T}, {H}, {K}" + (" (paper)" if (B, T, H, K) in PAPER_SHAPES else "")
+        ratio = None if m1["fla"] is None else m1["statetrack"] / m1["fla"]
+        r = fmt(ratio, 2)
+        lines.append(f"| {shape} | {'fwd' if p == 'fwd' else 'fwd+bwd'} | {fmt(m1['statetrack'])} "
+                     f"| {fmt(m1['torch'])} | {fmt(m1['fla'])} | "
+                     f"{f'**{r}**' if p == 'fwdbwd' and ratio is not None else r} | "
+                     f"{m2['statetrack'] / m1['statetrack']:.3f} | {graph_ratio(d)} |")
+    return "\n".join(lines)
+
+
 SWEEP = {
     "state": [(16, 4, 1), (32, 4, 1), (64, 4, 1), (32, 4, 2), (32, 8, 1)],
     "grad": [(32, 4, 1), (16, 8, 1), (32, 8, 1), (64, 8, 1), (32, 16, 1)],
@@ -206,9 +230,15 @@ def main() -> None:
                    help="alternating medians at β ≤ 1 and β ≤ 2 per pass (their median is kept)")
     p.add_argument("--shape", action="append", default=None, metavar="B,T,H,K",
                    help="time these shapes instead of the issue's six (repeatable)")
+    p.add_argument("--table", metavar="JSON", default=None,
+                   help="print the README's markdown table of a results file, and exit")
     p.add_argument("--warm-only", action="store_true",
                    help="only compile statetrack's kernels for every shape (fills Triton's cache)")
     args = p.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)))
+        return
     shapes = ([tuple(int(x) for x in a.split(",")) for a in args.shape] if args.shape
               else SHAPES)
     start = time.time()

@@ -14,3 +14,20 @@ def test_readme_python_blocks_run() -> None:
     namespace: dict[str, object] = {}
     exec(compile("\n".join(blocks), str(README), "exec"), namespace)  # noqa: S102
     assert "o" in namespace and "logits" in namespace
+
+
+def test_readme_delta_rule_table_is_the_committed_benchmark() -> None:
+    """The README's delta-rule table is what ``benchmarks/delta_rule.py --table`` prints for
+    the committed H200 JSON: no number in it was typed by hand."""
+    import importlib.util
+    import json
+
+    root = README.parent
+    spec = importlib.util.spec_from_file_location("bench_delta_rule",
+                                                  root / "benchmarks" / "delta_rule.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = json.loads((root / "benchmarks" / "results" / "h200_delta_rule.json").read_text())
+    table = bench.markdown_table(records)
+    assert len(table.splitlines()) == 2 + len(records) // 2  # a row per shape and pass
+    assert table in README.read_text()

@@ -100,7 +100,7 @@ WIDE_WARPS = {"state_fwd": 4, "state_bwd": 8}  # num_warps of a doubled state V-
 # Timed on the H200 at K = 32, 64, 128 (above): the split pays at 128 only. 256: not timed.
 # BKT = 128 (one K-tile: dO, Wnew and dWnew are read once per chunk, not once per tile) with
 # dqk at (64, 8, 3) took dqk from 0.712 to 0.503 ms at (1, 8192, 32, 128) (session 5,
-# h200_profile_s5.log; (64, 8, 1) at one tile: 0.55 ms; 4 stages do not fit).
+# h200_profile_s5.log; (64, 8, 1) at one tile: 0.561 ms; 4 stages do not fit).
 SPLIT_GRAD: dict[int, bool] = {16: False, 32: False, 64: False, 128: True, 256: False}
 SPLIT_FORCED = os.environ.get("STATETRACK_TRITON_SPLIT_GRAD", "0") == "1"
 SPLIT_BKT: int | None = (int(os.environ["STATETRACK_TRITON_SPLIT_BKT"])
