@@ -34,3 +34,13 @@ def test_table_rebuilds_from_committed_runs(capsys: pytest.CaptureFixture[str]) 
     for run in RUNS:
         summary = json.loads((run / "summary.json").read_text())
         assert f"| {summary['model']} |" in out
+
+
+def test_readme_table3_is_what_statetrack_table_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Table 3 is the output of `statetrack table results/table3`, row for row."""
+    assert main(["table", str(RESULTS / "table3")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 7  # header, rule, the seven models
+    readme = (RESULTS.parent / "README.md").read_text()
+    missing = [row for row in rows if row not in readme]
+    assert not missing, f"README rows differ from `statetrack table results/table3`: {missing}"
