@@ -76,6 +76,11 @@ start_sweep() {
 sweep_alive() { pgrep -f "[s]tatetrack sweep sweeps/table3.yaml" >/dev/null; }
 
 pack() {
+  # Checkpoints of the unfinished runs first, then the finished runs: the sweep keeps running
+  # while this packs, and a run that finishes in between then comes back in both (harmless)
+  # instead of in neither (session 5 lost two finished runs that way, packed in this order's
+  # reverse, and brought them back with a second call).
+  PYTHONPATH=$PWD/src python3 scripts/gpu/pack_partial.py "$WORK/runs" "$OUT" | tee -a "$OUT/call.log"
   (cd "$WORK" && find runs -name summary.json -printf '%h\n' | sort >"$L/finished.txt")
   log "finished runs: $(wc -l <"$L/finished.txt")"
   (cd "$WORK" && for f in config.yaml summary.json eval.csv metrics.jsonl; do
@@ -86,7 +91,6 @@ pack() {
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
   cp "$WORK/started_at" "$L/started_at.txt" 2>/dev/null
-  PYTHONPATH=$PWD/src python3 scripts/gpu/pack_partial.py "$WORK/runs" "$OUT" | tee -a "$OUT/call.log"
   tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$L"
 }
 
