@@ -21,7 +21,15 @@ from hypothesis import strategies as st
 
 from statetrack.experiment import sweep as sweep_cmd
 from statetrack.experiment.sweep_launch import local_slots
-from statetrack.experiment.sweep_run import DONE, NOT_STARTED, PARTIAL, Progress, point_state
+from statetrack.experiment.sweep_run import (
+    DONE,
+    NOT_STARTED,
+    PARTIAL,
+    Progress,
+    Running,
+    point_state,
+    run_fraction,
+)
 from statetrack.experiment.sweep_spec import (
     SEED_KEY,
     SweepError,
@@ -322,9 +330,41 @@ def test_local_slots_cover_each_gpu_k_times_or_share_the_cpu(
 def test_eta_is_the_remaining_work_spread_over_the_slots() -> None:
     progress = Progress("s", total=10, done=2, slots=2, durations=[60.0, 120.0])
     # mean 90 s: 4 queued + one running for 30 s → (4·90 + 60) / 2 = 210 s.
-    line = progress.line(running=[30.0], queued=4)
+    line = progress.line(running=[Running("a", 30.0)], queued=4)
     assert "ETA 3m30s" in line and "running 1" in line and "queued 4" in line
-    assert "ETA ?" in Progress("s", total=3, done=0, slots=1).line(running=[1.0], queued=2)
+    assert "ETA ?" in Progress("s", total=3, done=0, slots=1).line(
+        running=[Running("a", 1.0)], queued=2)
+
+
+def test_eta_before_any_point_finished_comes_from_the_running_points_rates() -> None:
+    progress = Progress("s", total=4, done=0, slots=2)
+    # first sight of a fraction: a reference, no rate yet
+    assert "ETA ?" in progress.line(running=[Running("a", 10.0, 0.1)], queued=1)
+    # 0.1 of the run in 10 s: 80 s left for "a", 100 s for the queued one → 180 / 2 slots
+    line = progress.line(running=[Running("a", 20.0, 0.2)], queued=1)
+    assert "ETA 1m30s" in line, line
+    # with finished points, queued ones cost their mean (60 s), running ones their own rate
+    progress.durations.append(60.0)
+    assert "ETA 1m10s" in progress.line(running=[Running("a", 20.0, 0.2)], queued=1)
+
+
+def test_eta_takes_a_resumed_run_from_where_it_restarted() -> None:
+    progress = Progress("s", total=1, done=0, slots=1)
+    progress.line(running=[Running("a", 5.0, 0.70)], queued=0)  # an old metrics tail
+    # restarted from its checkpoint at 0.5: the reference moves there, no rate yet
+    assert "ETA ?" in progress.line(running=[Running("a", 8.0, 0.50)], queued=0)
+    # 0.1 in 10 s from there: 0.4 left → 40 s
+    assert "ETA 0m40s" in progress.line(running=[Running("a", 18.0, 0.60)], queued=0)
+
+
+def test_run_fraction_reads_the_last_logged_step(tmp_path: Path) -> None:
+    assert run_fraction(tmp_path) is None  # nothing written yet
+    (tmp_path / "config.yaml").write_text("training: {steps: 200}\n")
+    assert run_fraction(tmp_path) is None  # no log line yet
+    (tmp_path / "metrics.jsonl").write_text('{"step": 50}\n{"step": 100, "loss": 0.5}\n')
+    assert run_fraction(tmp_path) == 0.5
+    (tmp_path / "metrics.jsonl").write_text('{"step": 100}\n{"step": 1')  # cut mid-write
+    assert run_fraction(tmp_path) is None
 
 
 # ---------------------------------------------------------------------------- end to end

@@ -17,8 +17,10 @@ from statetrack.experiment.sweep_run import (
     Failure,
     PointRunner,
     Progress,
+    Running,
     TrainCommand,
     failure_of,
+    run_fraction,
     start,
 )
 from statetrack.experiment.sweep_spec import Point, SweepError
@@ -93,7 +95,8 @@ def run_local(
                     _count(Failure(point, None, f"could not start: {err}"), None, progress,
                            failures)
             now = time.monotonic()
-            progress.show([now - began for _, _, began in running.values()], len(queue))
+            progress.show([Running(point.name, now - began, run_fraction(point.run_dir))
+                           for point, _, began in running.values()], len(queue))
             if running:
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
@@ -155,7 +158,7 @@ def run_submitit(
     failures: list[Failure] = []
     try:
         while pending:
-            running: list[float] = []
+            running: list[Running] = []
             now = time.monotonic()
             for i, job in list(pending.items()):
                 if job.done():
@@ -164,7 +167,8 @@ def run_submitit(
                     elapsed = now - started[i] if i in started else None
                     _collect(points[i], job, elapsed, progress, failures)
                 elif job.state.upper() in ("RUNNING", "COMPLETING"):
-                    running.append(now - started.setdefault(i, now))
+                    running.append(Running(points[i].name, now - started.setdefault(i, now),
+                                           run_fraction(points[i].run_dir)))
             progress.show(running, len(pending) - len(running))
             if pending:
                 time.sleep(poll_s)

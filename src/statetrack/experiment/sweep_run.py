@@ -9,6 +9,7 @@ to overwrite a run.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -20,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from statetrack.experiment.rundir import CONFIG, SUMMARY
+import yaml
+
+from statetrack.experiment.rundir import CONFIG, METRICS, SUMMARY
 from statetrack.experiment.sweep_spec import Point
 
 DONE, PARTIAL, NOT_STARTED = "done", "partial", "todo"
@@ -154,9 +157,46 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+_STEPS: dict[Path, int] = {}  # run dir -> training.steps of its config (read once)
+
+
+def run_fraction(run_dir: Path) -> float | None:
+    """How far a run's training has got: the step of the last line of its metrics.jsonl over
+    its config's ``training.steps``; None before its first log line (or if unreadable)."""
+    try:
+        if run_dir not in _STEPS:
+            _STEPS[run_dir] = int(yaml.safe_load((run_dir / CONFIG).read_text())
+                                  ["training"]["steps"])
+        with open(run_dir / METRICS, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            last = f.read().decode(errors="replace").strip().splitlines()[-1]
+        step = int(json.loads(last)["step"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, yaml.YAMLError):
+        return None  # not started, mid-write or malformed: no estimate this time
+    steps = _STEPS[run_dir]
+    return min(1.0, step / steps) if steps > 0 else None
+
+
+@dataclass(frozen=True)
+class Running:
+    """A running point as the live line sees it: a key, seconds since it started and, when its
+    metrics tell, the fraction of its training steps done."""
+
+    key: str
+    elapsed: float
+    fraction: float | None = None
+
+
 @dataclass
 class Progress:
-    """The live line: done / running / failed / queued and an ETA from finished runs' durations."""
+    """The live line: done / running / failed / queued and an ETA.
+
+    The ETA spreads the remaining work over the slots. A running point with a known fraction
+    counts its own rate since it was first seen with one (so a resumed run's earlier steps and
+    its start-up do not count); the others count the mean duration of finished points. Before
+    any point has finished, queued points are costed at the running ones' projected durations.
+    """
 
     name: str
     total: int
@@ -166,20 +206,37 @@ class Progress:
     failed: int = 0
     durations: list[float] = field(default_factory=list)
     _last: str = ""
+    # key -> (elapsed, fraction) when a running point was first seen with a fraction
+    _seen: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def line(self, running: list[float], queued: int) -> str:
-        """``running`` holds the elapsed seconds of each running point."""
+    def _rate(self, run: Running) -> float | None:
+        """Fraction per second since ``run`` was first seen with a fraction."""
+        if run.fraction is None:
+            return None
+        first = self._seen.get(run.key)
+        if first is None or run.fraction < first[1]:  # new, or restarted from an earlier step
+            self._seen[run.key] = (run.elapsed, run.fraction)
+            return None
+        seconds, done = run.elapsed - first[0], run.fraction - first[1]
+        return done / seconds if seconds > 0 and done > 0 else None
+
+    def line(self, running: list[Running], queued: int) -> str:
+        rates = [self._rate(r) for r in running]
+        projected = [1.0 / rate for rate in rates if rate]  # seconds for a whole run
+        mean = (sum(self.durations) / len(self.durations) if self.durations
+                else sum(projected) / len(projected) if projected else None)
         eta = "?"
-        if self.durations:
-            mean = sum(self.durations) / len(self.durations)
-            left = queued * mean + sum(max(mean - t, 0.0) for t in running)
+        if mean is not None:
+            left = queued * mean + sum(
+                (1.0 - r.fraction) / rate if rate else max(mean - r.elapsed, 0.0)
+                for r, rate in zip(running, rates, strict=True))
             eta = _duration(left / max(1, min(self.slots, queued + len(running))))
         return (
             f"[{self.name}] done {self.done}/{self.total} | running {len(running)} | "
             f"failed {self.failed} | queued {queued} | ETA {eta}"
         )
 
-    def show(self, running: list[float], queued: int, final: bool = False) -> None:
+    def show(self, running: list[Running], queued: int, final: bool = False) -> None:
         line = self.line(running, queued)
         if self.stream.isatty():
             self.stream.write("\r" + line + "\033[K" + ("\n" if final else ""))
