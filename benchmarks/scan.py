@@ -6,11 +6,12 @@ over the time) against a device-to-device copy measured in the same run, and the
 the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
 
     python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep] \
-        [--layouts chunk lanes]
+        [--layouts chunk chunk_pipe lanes]
 
 ``--layouts`` times the Triton kernels in each layout of ``triton_impl.LAYOUTS`` ("chunk": time
-in registers, channels on lanes; "lanes": time over lanes), one record per layout (key
-``"layout"``; the torch backend is timed with the first layout's record only).
+in registers, channels on lanes; "chunk_pipe": the same with chunk loops the software
+pipeliner can prefetch; "lanes": time over lanes), one record per layout (key ``"layout"``;
+the torch backend is timed with the first layout's record only).
 """
 
 from __future__ import annotations

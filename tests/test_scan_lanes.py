@@ -65,7 +65,7 @@ def test_layout_switch_reads_env_at_call_time(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("STATETRACK_SCAN_LAYOUT", "chunk")
     assert ti.scan_layout() == "chunk"
     monkeypatch.setenv("STATETRACK_SCAN_LAYOUT", "rows")
-    with pytest.raises(ValueError, match=r"'chunk', 'lanes'.*'rows'"):
+    with pytest.raises(ValueError, match=r"'chunk', 'chunk_pipe', 'lanes'.*'rows'"):
         ti.scan_layout()
 
 

@@ -103,7 +103,7 @@ def ls_check(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, dtype: torch.dt
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("eig", RANGES, ids=str)
-@pytest.mark.parametrize("layout", ["chunk", "lanes"])  # triton_impl.LAYOUTS
+@pytest.mark.parametrize("layout", ["chunk", "chunk_pipe", "lanes"])  # triton_impl.LAYOUTS
 @pytest.mark.usefixtures("nan_empty")
 def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig: EigRange,
                                                  layout: str, monkeypatch: pytest.MonkeyPatch
@@ -135,6 +135,7 @@ def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
 
 INTERPRETED = textwrap.dedent("""
     import importlib
+    import itertools
     import torch
     import test_scan_triton as tst
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -142,12 +143,17 @@ INTERPRETED = textwrap.dedent("""
     # tiny tiles so chunk carries, segment restarts and partial blocks are all exercised
     ti.FWD_CONFIG = ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1)
     ti.BWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1)
+    ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1)
     li = importlib.import_module("statetrack.ops.linear_scan.triton_impl")
     li.BT, li.BF = 4, 8
     for T in (1, 13):
-        for eig in (EigRange(0.0, 1.0), EigRange(-1.0, 1.0)):
+        # chunk_pipe: the same kernels without the branches around chunks past T
+        for eig, layout in itertools.product((EigRange(0.0, 1.0), EigRange(-1.0, 1.0)),
+                                             ("chunk", "chunk_pipe")):
+            ti.LAYOUT = layout
             gen = torch.Generator().manual_seed(T)
             tst.ss_check(tst.ss_inputs(2, T, 6, 3, "cpu", gen), eig, torch.float32, 1e-4)
+        ti.LAYOUT = "chunk"
         gen = torch.Generator().manual_seed(T)
         a = tst.signed_factors((2, T, 3, 5), gen)
         b = torch.randn(2, T, 3, 5, generator=gen, dtype=torch.float64)

@@ -102,10 +102,10 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
         return [
             KernelSpec("ss_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
                        dict(flags, BT=FWD_CONFIG.BT, BD=FWD_CONFIG.BD, SEG=FWD_CONFIG.SEG,
-                            HAS_H0=False, SAVE=True)),
+                            HAS_H0=False, SAVE=True, PIPE=False)),
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
-                            HAS_DHT=False)),
+                            HAS_DHT=False, PIPE=False)),
             KernelSpec("ss_lanes_fwd", ss_lanes_fwd_kernel, _types(ss_lanes_fwd_kernel, bf16),
                        dict(flags, BT=LANES_CONFIG.BT, BD=LANES_CONFIG.BD, SEG=BWD_CONFIG.SEG,
                             HAS_H0=False, SAVE=True), LANES_CONFIG.num_warps),
@@ -205,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.kernels or []) - {spec.name for spec in specs}
     if unknown:
         raise ValueError(f"--kernels: {sorted(unknown)} not among {[s.name for s in specs]}")
+    chosen = [spec for spec in specs if not args.kernels or spec.name in args.kernels]
+    known = {name for spec in chosen for name in spec.constexprs}
+    stray = sorted({name for point in _grid(args.grid) for name in point} - known)
+    if stray:  # a key no chosen kernel has would be dropped without a word
+        raise ValueError(f"--grid: {stray} is not a constexpr of "
+                         f"{[spec.name for spec in chosen]} (they have {sorted(known)})")
     ptxas = _ptxas()
     print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
     print("|---|---|---|---|---|---|---|")

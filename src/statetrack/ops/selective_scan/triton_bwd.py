@@ -18,7 +18,7 @@ from statetrack.ops.selective_scan.triton_kernels import (
     _channel_params,
     _combine,
     _combine_excl,
-    _gated_dy,
+    _gate_dy,
     _load_td,
     _load_tn,
     _softplus,
@@ -27,15 +27,31 @@ from statetrack.ops.selective_scan.triton_kernels import (
 
 
 @triton.jit
-def _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
-                     lo, width, BT: tl.constexpr):
-    """The forward state after steps t0..t0+BT−1 (nothing written)."""
+def _recompute_loads(x, dt, Bm, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, BT: tl.constexpr):
+    """x, dt ``[BT, BD]`` and B ``[BT, NP]`` of steps t0..t0+BT−1, float32, masked past T."""
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
     m_td = m_t[:, None] & m_d[None, :]
     b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
-    b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
+    b_dt = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td)
     b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
+    return b_x, b_dt, b_B
+
+
+@triton.jit
+def _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
+                     lo, width, BT: tl.constexpr):
+    """The forward state after steps t0..t0+BT−1 (nothing written)."""
+    b_x, b_dt, b_B = _recompute_loads(x, dt, Bm, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, BT)
+    return _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT)
+
+
+@triton.jit
+def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl.constexpr):
+    """``_recompute_chunk`` from its loaded inputs."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = o_t < T
+    b_delta = _softplus(b_dt + b_bias[None, :])
     b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
     b_a = tl.where(m_t[:, None, None], b_a, 1.0)
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
@@ -45,22 +61,52 @@ def _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d, m_n, 
 
 
 @triton.jit
+def _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
+               BT: tl.constexpr, HAS_Z: tl.constexpr):
+    """The inputs of the reverse pass over steps t0..t0+BT−1, float32: x, dt, dy, z
+    ``[BT, BD]`` (z: dy as a placeholder without z) and B, C ``[BT, NP]``; steps outside
+    [0, T) are masked (a prefetch may point one chunk before the start)."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = (o_t < T) & (o_t >= 0)
+    m_td = m_t[:, None] & m_d[None, :]
+    m_tn = m_t[:, None] & m_n[None, :]
+    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
+    b_dt = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td)
+    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
+    b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
+    b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
+    b_z = b_dy
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+    return b_x, b_dt, b_B, b_C, b_dy, b_z
+
+
+@triton.jit
 def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2, b_bias,
                b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
                BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
     """Gradients of steps t0..t0+BT−1 given the state before t0 (b_hc) and the adjoint
     carry b_p = a_{t0+BT}·g_{t0+BT}. Returns (new carry, dA part, dD part, dbias part)."""
+    b_x, b_dt, b_B, b_C, b_dy, b_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d,
+                                                m_n, T, Dm, N, BT, HAS_Z)
+    return _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A,
+                      b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT,
+                      HAS_D, HAS_Z)
+
+
+@triton.jit
+def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A, b_A2,
+               b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """``_bwd_chunk`` from its loaded inputs (``_bwd_loads``)."""
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
     m_td = m_t[:, None] & m_d[None, :]
     m_tn = m_t[:, None] & m_n[None, :]
-    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
-    b_u = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :]
+    b_u = b_dt + b_bias[None, :]
     # Δ = 0 past T: there g_t is the carried adjoint, not 0, and must not reach dA
     b_delta = tl.where(m_td, _softplus(b_u), 0.0)
-    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
-    b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
-    b_dy, b_dyg, b_z, b_sz = _gated_dy(dy, z, i_b, o_t, o_d, m_td, T, Dm, HAS_Z)
+    b_dy, b_dyg, b_z, b_sz = _gate_dy(b_dy, b_z, HAS_Z)
     b_E = tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
     # steps past T: a = 1, b = 0, dh = 0, so both carries pass through unchanged
     b_a = tl.where(m_t[:, None, None], lo + width * b_E, 1.0)
@@ -93,14 +139,77 @@ def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A
 
 
 @triton.jit
+def _bwd_step(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, p_hc, b_p, b_dA, b_dD, b_dbias,
+              b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
+              BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """One chunk of the reverse loop: its entering state from the scratch at ``p_hc``, its
+    gradients, and the carry and per-program sums updated."""
+    b_hc = tl.load(p_hc)
+    b_p, c_dA, c_dD, c_dbias = _bwd_chunk(
+        x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2, b_bias, b_D, i_b, t0,
+        o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+    return b_p, b_dA + c_dA, b_dD + c_dD, b_dbias + c_dbias
+
+
+@triton.jit
+def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_n, m_d, m_n,
+                            T, Dm, N, lo, width, NP: tl.constexpr, BT: tl.constexpr,
+                            BD: tl.constexpr, NC: tl.constexpr):
+    """PIPE: the forward over the segment starting at step s0, each chunk's entering state to
+    the scratch; chunk c+1's loads are issued before chunk c's scan. Returns the state."""
+    n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0, o_d, o_n, m_d, m_n, T, Dm, N, BT)
+    for i_c in range(NC):
+        b_x, b_dt, b_B = n_x, n_dt, n_B
+        n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0 + (i_c + 1) * BT, o_d, o_n, m_d,
+                                          m_n, T, Dm, N, BT)
+        tl.store(o_sc + i_c * NP * BD, b_h)
+        b_h = _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * BT, T, lo, width,
+                               BT)
+    return b_h
+
+
+@triton.jit
+def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD,
+                          b_dbias, b_A, b_A2, b_bias, b_D, i_b, s0, o_d, o_n, m_d, m_n, T, Dm,
+                          N, lo, width, NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
+                          NC: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """PIPE: the segment's chunks last to first, chunk c−1's loads (inputs and its entering
+    state from the scratch) issued before chunk c's scans. Returns the carry and the sums."""
+    t_last = s0 + (NC - 1) * BT
+    n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t_last, o_d, o_n,
+                                                m_d, m_n, T, Dm, N, BT, HAS_Z)
+    n_hc = tl.load(o_sc + (NC - 1) * NP * BD)
+    for i_rc in range(NC):
+        i_c = NC - 1 - i_rc
+        t0 = s0 + i_c * BT
+        b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc = n_x, n_dt, n_B, n_C, n_dy, n_z, n_hc
+        # chunk c − 1 (before step 0 all masked; the scratch index clamped, its value unused)
+        n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0 - BT, o_d,
+                                                    o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
+        n_hc = tl.load(o_sc + tl.maximum(i_c - 1, 0) * NP * BD)
+        b_p, c_dA, c_dD, c_dbias = _bwd_steps(
+            dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A, b_A2, b_bias,
+            b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+        b_dA += c_dA
+        b_dD += c_dD
+        b_dbias += c_dbias
+    return b_p, b_dA, b_dD, b_dbias
+
+
+@triton.jit
 def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                   dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
                   T, Dm, N, lo, width,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_DHT: tl.constexpr):
+                  HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False):
     """Grid (cdiv(Dm, BD), B). dB, dC: float32 [B, T, N] zeroed, accumulated with atomics;
-    dA_part [B, N, Dm], dD_part / dbias_part [B, Dm] summed over B by the caller."""
+    dA_part [B, N, Dm], dD_part / dbias_part [B, Dm] summed over B by the caller.
+
+    PIPE: the two chunk loops without the branches that skip chunks past T, each issuing the
+    next chunk's loads before this chunk's scans (``_recompute_segment_pipe``,
+    ``_reverse_segment_pipe``); a chunk past T is the identity with no gradient (its steps are
+    masked: a = 1, b = 0, dh = 0, Δ = 0), so results are the same."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     pid = i_b * tl.num_programs(0) + i_d
@@ -120,25 +229,31 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
         b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
                       mask=m_nd, other=0.0)
         tl.debug_barrier()  # the previous segment's scratch reads are done
-        for i_c in range(NC):
-            t0 = i_s * SEG + i_c * BT
-            tl.store(o_sc + i_c * NP * BD, b_h)
-            if t0 + BT < T:  # the last chunk's end state is never needed
-                b_h = _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d,
-                                       m_n, T, Dm, N, lo, width, BT)
-        tl.debug_barrier()  # scratch written by other threads of this program
-        for i_rc in range(NC):
-            i_c = NC - 1 - i_rc
-            t0 = i_s * SEG + i_c * BT
-            if t0 < T:
-                b_hc = tl.load(o_sc + i_c * NP * BD)
-                b_p, c_dA, c_dD, c_dbias = _bwd_chunk(
-                    x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2,
-                    b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
-                    BT, HAS_D, HAS_Z)
-                b_dA += c_dA
-                b_dD += c_dD
-                b_dbias += c_dbias
+        if PIPE:  # both loops issue the next chunk's loads before this chunk's scans
+            b_h = _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, i_s * SEG,
+                                          o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP, BT, BD,
+                                          NC)
+            tl.debug_barrier()  # scratch written by other threads of this program
+            b_p, b_dA, b_dD, b_dbias = _reverse_segment_pipe(
+                x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD, b_dbias, b_A,
+                b_A2, b_bias, b_D, i_b, i_s * SEG, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP,
+                BT, BD, NC, HAS_D, HAS_Z)
+        else:
+            for i_c in range(NC):
+                t0 = i_s * SEG + i_c * BT
+                tl.store(o_sc + i_c * NP * BD, b_h)
+                if t0 + BT < T:  # the last chunk's end state is never needed
+                    b_h = _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n,
+                                           m_d, m_n, T, Dm, N, lo, width, BT)
+            tl.debug_barrier()  # scratch written by other threads of this program
+            for i_rc in range(NC):
+                i_c = NC - 1 - i_rc
+                t0 = i_s * SEG + i_c * BT
+                if t0 < T:
+                    b_p, b_dA, b_dD, b_dbias = _bwd_step(
+                        x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
+                        b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n,
+                        m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
     tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
     tl.store(dA_part + i_b * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
              mask=m_nd)

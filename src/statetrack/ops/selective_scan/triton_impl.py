@@ -28,6 +28,10 @@ class ScanConfig:
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
 BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
+# the "chunk_pipe" forward (untimed): at BT = 16 its prefetched chunk spills (255 registers,
+# 24 B); at BT = 8, 142 registers, 3 programs per multiprocessor (kernel_resources.py). Its
+# backward keeps BWD_CONFIG (255 registers, no spill).
+PIPE_FWD_CONFIG = ScanConfig(BT=8, BD=32, SEG=64, num_warps=4)
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ class LanesConfig:
     num_warps: int = 4
 
 
-LAYOUTS = ("chunk", "lanes")
+LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
+# "chunk_pipe": the same kernels with their chunk loops free of run-time branches (PIPE), so
+# Triton's software pipeliner may prefetch the next chunk (same results; untimed, session 5);
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # Both forwards save the state every BWD_CONFIG.SEG steps, so either backward can follow either
 # forward; the backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when
@@ -69,12 +75,12 @@ def _warps(cfg: ScanConfig, NP: int) -> int:
     return max(1, min(cfg.num_warps, NP * cfg.BD // 32))
 
 
-def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
+def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = FWD_CONFIG
+    cfg = PIPE_FWD_CONFIG if pipe else FWD_CONFIG
     n_seg = triton.cdiv(T, cfg.SEG)
     y = torch.empty_like(x)
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
@@ -84,7 +90,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
     ss_fwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
+        HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save, PIPE=pipe,
         num_warps=_warps(cfg, NP))
     return y, hT, (hseg if save else None)
 
@@ -148,7 +154,8 @@ def _reduce_grads(grads: tuple) -> tuple:
     return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
 
 
-def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
+def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: bool = False
+              ) -> tuple:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
@@ -161,7 +168,8 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> tuple:
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch,
         T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, num_warps=_warps(cfg, NP))
+        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe,
+        num_warps=_warps(cfg, NP))
     return _reduce_grads(grads)
 
 
@@ -170,8 +178,11 @@ class _SelectiveScanFn(torch.autograd.Function):
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, lo: float, width: float):
         save = any(ctx.needs_input_grad[:9])
         ctx.layout = scan_layout()
-        forward = _forward_lanes if ctx.layout == "lanes" else _forward
-        y, hT, hseg = forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
+        if ctx.layout == "lanes":
+            y, hT, hseg = _forward_lanes(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
+        else:
+            y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save,
+                                   pipe=ctx.layout == "chunk_pipe")
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, hseg)
         ctx.lo, ctx.width, ctx.h0_meta = lo, width, (None if h0 is None else h0.dtype)
         return y, hT
@@ -180,9 +191,12 @@ class _SelectiveScanFn(torch.autograd.Function):
     def backward(ctx, dy, dhT):
         x, dt, A, B, C, D, z, dt_bias, hseg = ctx.saved_tensors
         dhT = None if dhT is None else dhT.float().contiguous()
-        backward = _backward_lanes if ctx.layout == "lanes" else _backward
-        dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = backward(
-            x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
+        args = (x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
+        if ctx.layout == "lanes":
+            dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward_lanes(*args)
+        else:
+            dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
+                *args, pipe=ctx.layout == "chunk_pipe")
         return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
                 None if D is None else dD.to(D.dtype),
                 dz,

@@ -84,10 +84,19 @@ def _bias_and_skip(dt_bias, D, o_d, m_d, BD: tl.constexpr, HAS_BIAS: tl.constexp
 def _store_y(y, b_y, b_x, b_D, z, i_b, o_t, o_d, m_td, T, Dm,
              HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
     """y = (Σ_n C·h + D x)·silu(z) from ``b_y = Σ_n C·h`` ``[BT, BD]``, stored in y's dtype."""
+    b_z = b_x  # a placeholder without z (unused, compiled away)
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+    _store_y_given_z(y, b_y, b_x, b_D, b_z, i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)
+
+
+@triton.jit
+def _store_y_given_z(y, b_y, b_x, b_D, b_z, i_b, o_t, o_d, m_td, T, Dm,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """``_store_y`` with z already loaded (``b_z``, float32 ``[BT, BD]``)."""
     if HAS_D:
         b_y += b_D[None, :] * b_x
     if HAS_Z:
-        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
         b_y = b_y * b_z * tl.sigmoid(b_z)
     tl.store(y + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], b_y.to(y.dtype.element_ty),
              mask=m_td)
@@ -98,9 +107,17 @@ def _gated_dy(dy, z, i_b, o_t, o_d, m_td, T, Dm, HAS_Z: tl.constexpr):
     """(dy, dy' = dy·silu(z), z, σ(z)) as float32 ``[BT, BD]``; without z, dy' = dy and the last
     two are dy as placeholders (unused, so compiled away)."""
     b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
-    b_dyg, b_z, b_sz = b_dy, b_dy, b_dy
+    b_z = b_dy
     if HAS_Z:
         b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+    return _gate_dy(b_dy, b_z, HAS_Z)
+
+
+@triton.jit
+def _gate_dy(b_dy, b_z, HAS_Z: tl.constexpr):
+    """``_gated_dy`` from loaded dy and z: (dy, dy', z, σ(z))."""
+    b_dyg, b_sz = b_dy, b_dy
+    if HAS_Z:
         b_sz = tl.sigmoid(b_z)
         b_dyg = b_dy * b_z * b_sz
     return b_dy, b_dyg, b_z, b_sz
@@ -137,28 +154,54 @@ def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
 
 
 @triton.jit
-def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n,
-               T, Dm, N, lo, width,
-               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
-    """Advance the state ``b_h [NP, BD]`` over steps t0..t0+BT−1, writing y; returns the state."""
+def _fwd_loads(x, dt, Bm, Cm, z, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
+               BT: tl.constexpr, HAS_Z: tl.constexpr):
+    """The inputs of steps t0..t0+BT−1, float32: x, dt ``[BT, BD]``, B, C ``[BT, NP]`` and z
+    (x as a placeholder without z). Past T everything is masked: no memory is read."""
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
     m_td = m_t[:, None] & m_d[None, :]
     m_tn = m_t[:, None] & m_n[None, :]
     b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
-    b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
+    b_dt = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td)
     b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
     b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
+    b_z = b_x
+    if HAS_Z:
+        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+    return b_x, b_dt, b_B, b_C, b_z
+
+
+@triton.jit
+def _fwd_steps(y, b_h, b_x, b_dt, b_B, b_C, b_z, b_A2, b_bias, b_D, i_b, t0, o_d, m_d, T, Dm,
+               lo, width, BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """Advance the state ``b_h [NP, BD]`` over steps t0..t0+BT−1 from their loaded inputs,
+    writing y; returns the state."""
+    o_t = t0 + tl.arange(0, BT)
+    m_t = o_t < T
+    m_td = m_t[:, None] & m_d[None, :]
+    b_delta = _softplus(b_dt + b_bias[None, :])
     # steps past T are the identity map (a = 1, b = 0), so the last row is the carried state
     b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
     b_a = tl.where(m_t[:, None, None], b_a, 1.0)
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
     c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
     b_hs = c_a * b_h[None, :, :] + c_b
-    _store_y(y, tl.sum(b_hs * b_C[:, :, None], axis=1), b_x, b_D, z, i_b, o_t, o_d, m_td, T,
-             Dm, HAS_D, HAS_Z)
+    _store_y_given_z(y, tl.sum(b_hs * b_C[:, :, None], axis=1), b_x, b_D, b_z, i_b, o_t, o_d,
+                     m_td, T, Dm, HAS_D, HAS_Z)
     last = (tl.arange(0, BT) == BT - 1)[:, None, None]
     return tl.sum(tl.where(last, b_hs, 0.0), axis=0)
+
+
+@triton.jit
+def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n,
+               T, Dm, N, lo, width,
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """Advance the state ``b_h [NP, BD]`` over steps t0..t0+BT−1, writing y; returns the state."""
+    b_x, b_dt, b_B, b_C, b_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, t0, o_d, o_n, m_d, m_n, T, Dm,
+                                          N, BT, HAS_Z)
+    return _fwd_steps(y, b_h, b_x, b_dt, b_B, b_C, b_z, b_A2, b_bias, b_D, i_b, t0, o_d, m_d,
+                      T, Dm, lo, width, BT, HAS_D, HAS_Z)
 
 
 @triton.jit
@@ -166,8 +209,12 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
                   T, Dm, N, lo, width,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_H0: tl.constexpr, SAVE: tl.constexpr):
-    """Grid (cdiv(Dm, BD), B). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm]."""
+                  HAS_H0: tl.constexpr, SAVE: tl.constexpr, PIPE: tl.constexpr = False):
+    """Grid (cdiv(Dm, BD), B). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm].
+
+    PIPE: one loop over the chunks with no branch in it (the state save is a masked store),
+    whose body issues chunk c+1's loads before chunk c's scan (software pipelining by hand:
+    Triton's pipeliner does not stage these loads, which feed no dot). Same results."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
@@ -176,13 +223,29 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
                                             NP, BD, HAS_BIAS, HAS_D, HAS_H0)
     b_A2 = b_A * LOG2E
     n_seg = tl.cdiv(T, SEG)
-    for i_s in range(n_seg):
-        if SAVE:
-            p_s = hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :]
-            tl.store(p_s, b_h, mask=m_nd)
-        for i_c in range(SEG // BT):
-            t0 = i_s * SEG + i_c * BT
-            if t0 < T:
-                b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d,
-                                 o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+    NC: tl.constexpr = SEG // BT
+    if PIPE:
+        # chunk c+1's loads are issued before chunk c computes (carried in registers)
+        n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, 0, o_d, o_n, m_d, m_n, T,
+                                              Dm, N, BT, HAS_Z)
+        for i_c in range(tl.cdiv(T, BT)):
+            b_x, b_dt, b_B, b_C, b_z = n_x, n_dt, n_B, n_C, n_z
+            n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, (i_c + 1) * BT, o_d,
+                                                  o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
+            if SAVE:  # a constexpr branch: none at run time
+                p_s = (hseg + (i_b * n_seg + i_c // NC) * N * Dm + o_n[:, None] * Dm
+                       + o_d[None, :])
+                tl.store(p_s, b_h, mask=m_nd & (i_c % NC == 0))
+            b_h = _fwd_steps(y, b_h, b_x, b_dt, b_B, b_C, b_z, b_A2, b_bias, b_D, i_b, i_c * BT,
+                             o_d, m_d, T, Dm, lo, width, BT, HAS_D, HAS_Z)
+    else:
+        for i_s in range(n_seg):
+            if SAVE:
+                p_s = hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :]
+                tl.store(p_s, b_h, mask=m_nd)
+            for i_c in range(NC):
+                t0 = i_s * SEG + i_c * BT
+                if t0 < T:
+                    b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0,
+                                     o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
     tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
