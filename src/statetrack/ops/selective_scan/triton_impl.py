@@ -46,14 +46,15 @@ class LanesConfig:
 
 LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
-# "chunk_pipe": the same kernels with their chunk loops free of run-time branches (PIPE), so
-# Triton's software pipeliner may prefetch the next chunk (same results; untimed, session 5);
+# "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
+# this chunk's scans, by hand (README, "Prefetching the next chunk"; untimed, session 5);
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # Both forwards save the state every BWD_CONFIG.SEG steps, so either backward can follow either
 # forward; the backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when
 # set, overrides LAYOUT; both are read at every call.
 LAYOUT: str = "chunk"
-# untimed; chosen by offline resources (README): no spills, ≥ 4 programs per multiprocessor
+# chosen by offline resources (README): no spills, ≥ 4 programs per multiprocessor; timed on
+# the H200 in session 5: slower than "chunk" at every shape (README)
 LANES_CONFIG = LanesConfig(BT=128, BD=4, num_warps=4)  # 112 registers
 LANES_BWD_CONFIG = LanesConfig(BT=64, BD=4, num_warps=4)  # 108; BT a multiple of BWD_CONFIG.SEG
 
