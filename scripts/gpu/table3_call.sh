@@ -3,7 +3,8 @@
 #
 #   bash scripts/gpu/table3_call.sh check SECONDS    # GPU tests + steps/s per model, then run
 #   bash scripts/gpu/table3_call.sh run SECONDS      # (re)start or keep following the sweep
-#   (env: PER_GPU runs on each GPU, FIRST_ORDER patterns to start first, CUDA_VISIBLE_DEVICES)
+#   (env: PER_GPU runs on each GPU, FIRST_ORDER patterns to start first, CUDA_VISIBLE_DEVICES,
+#    PRETEST the GPU tests `run` passes before it starts the sweep; empty: none)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -49,6 +50,20 @@ check() {
   tail -n 3 "$L"/test_*.log | tee -a "$OUT/call.log"
   grep '^|' "$L"/train_step_*.txt | tee -a "$OUT/call.log"
   grep -q '^rc=0' "$L/test_graphs.log"
+}
+
+pretest() {
+  # Before `run` starts the sweep: the GPU tests of the kernels whose code changed since their
+  # last GPU run (PRETEST; session 5 changed the chunked selective scan's, which Mamba trains
+  # on). PRETEST= (empty) skips them; `check` runs every GPU test instead.
+  local tests=${PRETEST-tests/test_scan_triton.py}
+  [ -z "$tests" ] && return 0
+  # shellcheck disable=SC2086  # a list of test files
+  PYTHONPATH=$PWD/src timeout 240 python3 -m pytest $tests -m gpu -q -n 6 -p no:cacheprovider \
+    >"$L/pretest.log" 2>&1
+  local rc=$?
+  log "pre-tests ($tests): $(tail -n 1 "$L/pretest.log")"
+  return $rc
 }
 
 start_sweep() {
@@ -108,7 +123,9 @@ case "$phase" in
       log "graph tests FAILED: the sweep runs eagerly"; extra=(--set training.cuda_graphs=false); fi
     sweep_alive || start_sweep "${extra[@]}" ;;
   run)
-    sweep_alive && log "the sweep is running; following it" || start_sweep ;;
+    if sweep_alive; then log "the sweep is running; following it"
+    elif pretest; then start_sweep
+    else log "pre-tests FAILED ($L/pretest.log): the sweep is not started"; fi ;;
   *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
 esac
 follow
