@@ -62,7 +62,7 @@ pretest() {
   PYTHONPATH=$PWD/src timeout 240 python3 -m pytest $tests -m gpu -q -n 6 -p no:cacheprovider \
     >"$L/pretest.log" 2>&1
   local rc=$?
-  log "pre-tests ($tests): $(tail -n 1 "$L/pretest.log")"
+  log "pre-tests ($tests): $(grep . "$L/pretest.log" | tail -n 1)"
   return $rc
 }
 
