@@ -153,6 +153,17 @@ INTERPRETED = textwrap.dedent("""
             ti.LAYOUT = layout
             gen = torch.Generator().manual_seed(T)
             tst.ss_check(tst.ss_inputs(2, T, 6, 3, "cpu", gen), eig, torch.float32, 1e-4)
+        # inference (no state saved: SAVE off): chunk_pipe gives what chunk gives
+        gen = torch.Generator().manual_seed(T)
+        ins = [t.float() for t in tst.ss_inputs(2, T, 6, 3, "cpu", gen)]
+        outs = {}
+        for layout in ("chunk", "chunk_pipe"):
+            ti.LAYOUT = layout
+            with torch.no_grad():
+                outs[layout] = ti.selective_scan_triton(*ins[:8], EigRange(-1.0, 1.0), ins[8],
+                                                        output_final_state=True)
+        for a, b in zip(outs["chunk"], outs["chunk_pipe"], strict=True):
+            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), (a - b).abs().max()
         ti.LAYOUT = "chunk"
         gen = torch.Generator().manual_seed(T)
         a = tst.signed_factors((2, T, 3, 5), gen)
