@@ -180,3 +180,15 @@ def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
     script.write_text(INTERPRETED)
     proc = run_interpreted(script)
     assert proc.returncode == 0 and "interpreted kernels ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_forward_refuses_a_state_spacing_the_backward_does_not_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward restarts from states saved every BWD_CONFIG.SEG steps: a forward tile with
+    another SEG is refused before any kernel runs, not left to give wrong gradients."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.setattr(ti, "PIPE_FWD_CONFIG", ti.ScanConfig(BT=8, BD=32, SEG=128))
+    ins = ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"PIPE_FWD_CONFIG.SEG = 128 .* BWD_CONFIG.SEG = 64"):
+        ti._forward(*[t.float() for t in ins], 0.0, 1.0, True, pipe=True)

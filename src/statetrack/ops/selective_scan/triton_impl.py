@@ -82,6 +82,10 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = PIPE_FWD_CONFIG if pipe else FWD_CONFIG
+    if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
+        name = "PIPE_FWD_CONFIG" if pipe else "FWD_CONFIG"
+        raise ValueError(f"selective_scan: {name}.SEG = {cfg.SEG} differs from "
+                         f"BWD_CONFIG.SEG = {BWD_CONFIG.SEG}, the spacing of the saved states")
     n_seg = triton.cdiv(T, cfg.SEG)
     y = torch.empty_like(x)
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
