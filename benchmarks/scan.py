@@ -137,6 +137,33 @@ def sweep_lanes() -> None:
         ti.LANES_BWD_CONFIG = base_b
 
 
+def markdown_table(records: list[dict], layout: str = "chunk") -> str:
+    """The README's table of a results file, for one layout (records without a "layout" key,
+    written before there were two, count as "chunk"): ms at [0, 1] and [−1, 1], the torch
+    backend at [0, 1], the paper's CUDA kernel ([−1, 1]) and ours at [−1, 1] over it, GB/s and
+    the exp floor."""
+    rows: dict[tuple, dict] = {}
+    for r in records:
+        if r.get("layout", "chunk") != layout:
+            continue
+        s = r["shape"]
+        key = (s["B"], s["T"], s["Dm"], s["N"], r["pass"])
+        rows.setdefault(key, {})[tuple(r["eig_range"])] = r
+    lines = ["| B, T, Dm, N | pass | statetrack [0,1] | [−1,1] | torch backend | paper CUDA | "
+             "ours / paper | GB/s | exp floor |", "|---|---|---|---|---|---|---|---|---|"]
+    for (B, T, Dm, N, pas), by_eig in rows.items():
+        r0, r1 = by_eig[(0.0, 1.0)], by_eig[(-1.0, 1.0)]
+        torch_ms = r0["ms"].get("torch")
+        paper = r1["paper_cuda_ms"]
+        shape = f"{B}, {T}, {Dm}, {N}" + (" (paper)" if B == 256 else "")
+        lines.append(
+            f"| {shape} | {'fwd' if pas == 'fwd' else 'fwd+bwd'} | {r0['ms']['statetrack']:.3f} "
+            f"| {r1['ms']['statetrack']:.3f} | {'-' if torch_ms is None else f'{torch_ms:.0f}'} "
+            f"| {paper:.2f} | {r1['ms']['statetrack'] / paper:.2f} | {r1['gbps']:.0f} "
+            f"| {r1['exp_floor_ms']:.3f} |")
+    return "\n".join(lines)
+
+
 def set_layout(layout: str) -> None:
     """Select the Triton kernels' layout for the following calls (attribute and variable)."""
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -148,17 +175,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from statetrack.ops.selective_scan.triton_impl import LAYOUTS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True, help="JSON file for the records")
+    ap.add_argument("--out", help="JSON file for the records (required unless --table)")
+    ap.add_argument("--table", metavar="JSON", default=None,
+                    help="print the README's markdown table of a results file, and exit")
     ap.add_argument("--sweep", action="store_true",
                     help="also time tile configurations (of each layout in --layouts)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch backend")
     ap.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
                     help="Triton kernel layouts to time side by side (default: all)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.out is None and args.table is None:
+        ap.error("--out is required (or --table JSON to print a results file's table)")
+    return args
 
 
 def main() -> None:
     args = parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f)))
+        return
     device = torch.cuda.get_device_name(0)
     cgbps, erate = copy_gbps(), exp_rate()
     print(f"{device}: copy {cgbps:.0f} GB/s, ex2 {erate / 1e12:.2f} T/s", flush=True)

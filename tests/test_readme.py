@@ -31,3 +31,19 @@ def test_readme_delta_rule_table_is_the_committed_benchmark() -> None:
     table = bench.markdown_table(records)
     assert len(table.splitlines()) == 2 + len(records) // 2  # a row per shape and pass
     assert table in README.read_text()
+
+
+def test_readme_scan_table_is_the_committed_benchmark() -> None:
+    """The README's selective-scan table is what ``benchmarks/scan.py --table`` prints for the
+    committed H200 JSON."""
+    import importlib.util
+    import json
+
+    root = README.parent
+    spec = importlib.util.spec_from_file_location("bench_scan", root / "benchmarks" / "scan.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = json.loads((root / "benchmarks" / "results" / "h200_scan.json").read_text())
+    table = bench.markdown_table(records)
+    assert len(table.splitlines()) == 2 + 8  # four shapes, two passes
+    assert table in README.read_text()
