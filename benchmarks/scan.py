@@ -117,6 +117,27 @@ def sweep() -> None:
         ti.FWD_CONFIG, ti.BWD_CONFIG = base_f, base_b
 
 
+def sweep_pipe() -> None:
+    """Time tiles of the "chunk_pipe" kernels (forward BT, backward BT) at every shape
+    ([−1, 1]); offline, its forward is at 142 / 255 registers at BT = 8 / 16, its backward at
+    251 / 255 at BT = 2 / 4 (selective_scan/README.md)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    base_f, base_b = ti.PIPE_FWD_CONFIG, ti.BWD_CONFIG
+    set_layout("chunk_pipe")
+    for shape in SHAPES:
+        for bt in (4, 8, 16):
+            ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=4)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
+            print(f"sweep chunk_pipe fwd {shape} BT={bt}: {ms:.3f} ms", flush=True)
+        ti.PIPE_FWD_CONFIG = base_f
+        for bt in (2, 4):
+            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=4)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
+            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt}: {ms:.3f} ms", flush=True)
+        ti.BWD_CONFIG = base_b
+
+
 def sweep_lanes() -> None:
     """Time tiles (BT, BD, num_warps) of the "lanes" kernels at the large shapes ([−1, 1])."""
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -202,6 +223,8 @@ def main() -> None:
         if "chunk" in args.layouts:
             set_layout("chunk")
             sweep()
+        if "chunk_pipe" in args.layouts:
+            sweep_pipe()
         if "lanes" in args.layouts:
             sweep_lanes()
     records = []
