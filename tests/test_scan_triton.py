@@ -137,6 +137,7 @@ INTERPRETED = textwrap.dedent("""
     import importlib
     import itertools
     import torch
+    import test_scan_lanes as tsl
     import test_scan_triton as tst
     from statetrack.ops.selective_scan import triton_impl as ti
     from statetrack.eig import EigRange
@@ -152,7 +153,9 @@ INTERPRETED = textwrap.dedent("""
                                              ("chunk", "chunk_pipe")):
             ti.LAYOUT = layout
             gen = torch.Generator().manual_seed(T)
-            tst.ss_check(tst.ss_inputs(2, T, 6, 3, "cpu", gen), eig, torch.float32, 1e-4)
+            inputs = tst.ss_inputs(2, T, 6, 3, "cpu", gen)
+            tst.ss_check(inputs, eig, torch.float32, 1e-4)
+            tsl.optional_check(inputs, eig)  # without D, z, dt_bias and h0
         # inference (no state saved: SAVE off): chunk_pipe gives what chunk gives
         gen = torch.Generator().manual_seed(T)
         ins = [t.float() for t in tst.ss_inputs(2, T, 6, 3, "cpu", gen)]

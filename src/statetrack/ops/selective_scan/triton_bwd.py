@@ -18,6 +18,7 @@ from statetrack.ops.selective_scan.triton_kernels import (
     _channel_params,
     _combine,
     _combine_excl,
+    _fwd_loads,
     _gate_dy,
     _load_td,
     _load_tn,
@@ -63,21 +64,13 @@ def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl
 @triton.jit
 def _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
                BT: tl.constexpr, HAS_Z: tl.constexpr):
-    """The inputs of the reverse pass over steps t0..t0+BT−1, float32: x, dt, dy, z
-    ``[BT, BD]`` (z: dy as a placeholder without z) and B, C ``[BT, NP]``; steps outside
-    [0, T) are masked (a prefetch may point one chunk before the start)."""
+    """The forward's inputs of steps t0..t0+BT−1 (``_fwd_loads``: x, dt, B, C, z, masked
+    outside [0, T)) and dy ``[BT, BD]``, float32."""
+    b_x, b_dt, b_B, b_C, b_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, t0, o_d, o_n, m_d, m_n, T, Dm,
+                                          N, BT, HAS_Z)
     o_t = t0 + tl.arange(0, BT)
-    m_t = (o_t < T) & (o_t >= 0)
-    m_td = m_t[:, None] & m_d[None, :]
-    m_tn = m_t[:, None] & m_n[None, :]
-    b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
-    b_dt = _load_td(dt, i_b, o_t, o_d, T, Dm, m_td)
-    b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_tn)
-    b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_tn)
+    m_td = ((o_t < T) & (o_t >= 0))[:, None] & m_d[None, :]
     b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
-    b_z = b_dy
-    if HAS_Z:
-        b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
     return b_x, b_dt, b_B, b_C, b_dy, b_z
 
 

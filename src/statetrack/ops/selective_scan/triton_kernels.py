@@ -157,9 +157,10 @@ def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
 def _fwd_loads(x, dt, Bm, Cm, z, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
                BT: tl.constexpr, HAS_Z: tl.constexpr):
     """The inputs of steps t0..t0+BT−1, float32: x, dt ``[BT, BD]``, B, C ``[BT, NP]`` and z
-    (x as a placeholder without z). Past T everything is masked: no memory is read."""
+    (x as a placeholder without z). Steps outside [0, T) are masked, no memory read (the
+    backward's prefetch may point one chunk before the start)."""
     o_t = t0 + tl.arange(0, BT)
-    m_t = o_t < T
+    m_t = (o_t < T) & (o_t >= 0)
     m_td = m_t[:, None] & m_d[None, :]
     m_tn = m_t[:, None] & m_n[None, :]
     b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
