@@ -5,7 +5,7 @@ For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+bac
 over the time) against a device-to-device copy measured in the same run, and the floor set by
 the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
 
-    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep] \
+    python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep [LAYOUT ...]] \
         [--layouts chunk chunk_pipe lanes]
 
 ``--layouts`` times the Triton kernels in each layout of ``triton_impl.LAYOUTS`` ("chunk": time
@@ -199,8 +199,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", help="JSON file for the records (required unless --table)")
     ap.add_argument("--table", metavar="JSON", default=None,
                     help="print the README's markdown table of a results file, and exit")
-    ap.add_argument("--sweep", action="store_true",
-                    help="also time tile configurations (of each layout in --layouts)")
+    ap.add_argument("--sweep", nargs="*", choices=LAYOUTS, default=None, metavar="LAYOUT",
+                    help="also time tile configurations of these layouts (bare: every layout in "
+                         "--layouts)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch backend")
     ap.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
                     help="Triton kernel layouts to time side by side (default: all)")
@@ -219,13 +220,14 @@ def main() -> None:
     device = torch.cuda.get_device_name(0)
     cgbps, erate = copy_gbps(), exp_rate()
     print(f"{device}: copy {cgbps:.0f} GB/s, ex2 {erate / 1e12:.2f} T/s", flush=True)
-    if args.sweep:
-        if "chunk" in args.layouts:
+    if args.sweep is not None:
+        swept = args.sweep or args.layouts
+        if "chunk" in swept:
             set_layout("chunk")
             sweep()
-        if "chunk_pipe" in args.layouts:
+        if "chunk_pipe" in swept:
             sweep_pipe()
-        if "lanes" in args.layouts:
+        if "lanes" in swept:
             sweep_lanes()
     records = []
     for shape in SHAPES:

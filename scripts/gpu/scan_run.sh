@@ -1,6 +1,6 @@
 #!/bin/bash
 # One GPU call: scan tests (compiled kernels) then benchmarks/scan.py; logs and JSON under $OUT.
-# usage: scripts/gpu/scan_run.sh [--sweep] [--layouts chunk chunk_pipe lanes]   (device machine, repo root)
+# usage: [SCAN_NCU="chunk chunk_pipe"] scripts/gpu/scan_run.sh [--sweep [LAYOUT ...]] [--layouts chunk chunk_pipe lanes]
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 set -o pipefail
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/smi.log"
@@ -8,3 +8,10 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/smi
 timeout "${SCAN_TEST_TIMEOUT:-240}" python -m pytest tests/test_scan_triton.py tests/test_scan_lanes.py \
   -m gpu -q -n 6 -p no:cacheprovider 2>&1 | tail -60 | tee "$OUT/tests.log"
 timeout "${SCAN_BENCH_TIMEOUT:-240}" python benchmarks/scan.py --out "$OUT/h200_scan.json" "$@" 2>&1 | tee "$OUT/bench.log"
+# Nsight Compute, when the machine has it: one forward and one backward launch per layout
+if [ -n "${SCAN_NCU:-}" ] && command -v ncu >/dev/null; then
+  for layout in ${SCAN_NCU}; do
+    timeout 150 ncu --kernel-name regex:ss_ --launch-skip 2 --launch-count 2 --set full \
+      python scripts/gpu/scan_ncu.py 8,2048,2048,16 --layout "$layout" > "$OUT/ncu_$layout.log" 2>&1
+  done
+fi
