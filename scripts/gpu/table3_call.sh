@@ -4,7 +4,9 @@
 #   bash scripts/gpu/table3_call.sh check SECONDS    # GPU tests + steps/s per model, then run
 #   bash scripts/gpu/table3_call.sh run SECONDS      # (re)start or keep following the sweep
 #   (env: PER_GPU runs on each GPU, FIRST_ORDER patterns to start first, CUDA_VISIBLE_DEVICES,
-#    PRETEST the GPU tests `run` passes before it starts the sweep; empty: none)
+#    PRETEST the GPU tests `run` passes before it starts the sweep; empty: none;
+#    MPS=1 starts NVIDIA's Multi-Process Service first, so the runs' kernels share the GPU's SMs
+#    at once instead of taking turns; it falls back to plain processes when MPS does not start)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -66,8 +68,24 @@ pretest() {
   return $rc
 }
 
+start_mps() {
+  # One MPS control daemon for the machine; the sweep's processes inherit the pipe directory.
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/st_mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/st_mps/log
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if nvidia-cuda-mps-control -d >>"$L/mps.log" 2>&1 && timeout 60 python3 -c \
+      "import torch; x = torch.ones(4, device='cuda'); assert (x + 1).sum().item() == 8" \
+      >>"$L/mps.log" 2>&1; then
+    log "MPS is up: $(echo get_server_list | nvidia-cuda-mps-control 2>&1 | tr '\n' ' ')"
+  else
+    log "MPS did not start ($L/mps.log); the runs take turns on the GPU"
+    echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+}
+
 start_sweep() {
   local extra=("$@")
+  [ "${MPS:-0}" = 1 ] && start_mps
   mkdir -p "$WORK"
   if [ -d results/table3 ] && [ ! -d "$WORK/runs" ]; then  # the runs committed so far
     mkdir -p "$WORK/runs" && cp -r results/table3/*/ "$WORK/runs/"
@@ -102,6 +120,8 @@ pack() {
      sed "s|\$|/$f|" "$L/finished.txt"; done) >"$WORK/files.txt"
   (cd "$WORK" && tar -czf "$OUT/table3_runs.tar.gz" -T "$WORK/files.txt")
   tr '\r' '\n' <"$WORK/sweep.log" | tail -n 300 >"$L/sweep_tail.log"
+  python3 scripts/gpu/run_rates.py "$WORK/runs" | tee "$L/rates.txt" | tail -n 1 | tee -a "$OUT/call.log"
+  cp -r /tmp/st_mps/log "$L/mps_log" 2>/dev/null
   (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep sweeps/table3.yaml \
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
