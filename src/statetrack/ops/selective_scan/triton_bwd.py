@@ -149,9 +149,10 @@ def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_
                             T, Dm, N, lo, width, NP: tl.constexpr, BT: tl.constexpr,
                             BD: tl.constexpr, NC: tl.constexpr):
     """PIPE: the forward over the segment starting at step s0, each chunk's entering state to
-    the scratch; chunk c+1's loads are issued before chunk c's scan. Returns the state."""
+    the scratch; chunk c+1's loads are issued before chunk c's scan. Only the segment's chunks
+    that hold steps before T run. Returns the state."""
     n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0, o_d, o_n, m_d, m_n, T, Dm, N, BT)
-    for i_c in range(NC):
+    for i_c in range(tl.minimum(NC, tl.cdiv(T - s0, BT))):
         b_x, b_dt, b_B = n_x, n_dt, n_B
         n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0 + (i_c + 1) * BT, o_d, o_n, m_d,
                                           m_n, T, Dm, N, BT)
@@ -167,13 +168,14 @@ def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, 
                           N, lo, width, NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
                           NC: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
     """PIPE: the segment's chunks last to first, chunk c−1's loads (inputs and its entering
-    state from the scratch) issued before chunk c's scans. Returns the carry and the sums."""
-    t_last = s0 + (NC - 1) * BT
-    n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t_last, o_d, o_n,
-                                                m_d, m_n, T, Dm, N, BT, HAS_Z)
-    n_hc = tl.load(o_sc + (NC - 1) * NP * BD)
-    for i_rc in range(NC):
-        i_c = NC - 1 - i_rc
+    state from the scratch) issued before chunk c's scans; only the chunks that hold steps
+    before T (a short last segment has fewer than NC). Returns the carry and the sums."""
+    n_c = tl.minimum(NC, tl.cdiv(T - s0, BT))
+    n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, s0 + (n_c - 1) * BT,
+                                                o_d, o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
+    n_hc = tl.load(o_sc + (n_c - 1) * NP * BD)
+    for i_rc in range(n_c):
+        i_c = n_c - 1 - i_rc
         t0 = s0 + i_c * BT
         b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc = n_x, n_dt, n_B, n_C, n_dy, n_z, n_hc
         # chunk c − 1 (before step 0 all masked; the scratch index clamped, its value unused)
@@ -199,10 +201,12 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     """Grid (cdiv(Dm, BD), B). dB, dC: float32 [B, T, N] zeroed, accumulated with atomics;
     dA_part [B, N, Dm], dD_part / dbias_part [B, Dm] summed over B by the caller.
 
-    PIPE: the two chunk loops without the branches that skip chunks past T, each issuing the
-    next chunk's loads before this chunk's scans (``_recompute_segment_pipe``,
-    ``_reverse_segment_pipe``); a chunk past T is the identity with no gradient (its steps are
-    masked: a = 1, b = 0, dh = 0, Δ = 0), so results are the same."""
+    PIPE: the two chunk loops without branches, over the segment's chunks that hold steps
+    before T, each issuing the next chunk's loads before this chunk's scans
+    (``_recompute_segment_pipe``, ``_reverse_segment_pipe``); steps past T within a chunk are
+    masked (a = 1, b = 0, dh = 0, Δ = 0: the identity with no gradient), so results are the
+    same. (Session 5 ran all SEG / BT chunks of a short last segment: 16 instead of 10 at
+    T = 40, where the layout was then slower than "chunk".)"""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     pid = i_b * tl.num_programs(0) + i_d

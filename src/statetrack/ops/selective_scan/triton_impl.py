@@ -28,10 +28,11 @@ class ScanConfig:
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
 BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
-# the "chunk_pipe" forward (untimed): at BT = 16 its prefetched chunk spills (255 registers,
-# 24 B); at BT = 8, 142 registers, 3 programs per multiprocessor (kernel_resources.py). Its
+# the "chunk_pipe" forward: BT = 4 was the fastest of BT = 4, 8, 16 at all four benchmark
+# shapes in session 6's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s6.log; 162
+# registers offline, 3 programs per multiprocessor; the GPU tests then ran at BT = 8). Its
 # backward keeps BWD_CONFIG (255 registers, no spill).
-PIPE_FWD_CONFIG = ScanConfig(BT=8, BD=32, SEG=64, num_warps=4)
+PIPE_FWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)
 
 
 @dataclass(frozen=True)
