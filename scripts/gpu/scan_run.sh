@@ -12,6 +12,13 @@ timeout "${SCAN_BENCH_TIMEOUT:-240}" python benchmarks/scan.py --out "$OUT/h200_
 if [ -n "${SCAN_NCU:-}" ] && command -v ncu >/dev/null; then
   for layout in ${SCAN_NCU}; do
     timeout 150 ncu --kernel-name regex:ss_ --launch-skip 2 --launch-count 2 --set full \
-      python scripts/gpu/scan_ncu.py 8,2048,2048,16 --layout "$layout" > "$OUT/ncu_$layout.log" 2>&1
+      -o "$OUT/ncu_$layout" python scripts/gpu/scan_ncu.py 8,2048,2048,16 --layout "$layout" \
+      > "$OUT/ncu_$layout.log" 2>&1
+    ncu --import "$OUT/ncu_$layout.ncu-rep" >> "$OUT/ncu_$layout.log" 2>&1
+    # per SASS instruction (shared-memory wavefronts and excess among the columns): which
+    # instructions carry the bank conflicts
+    ncu --import "$OUT/ncu_$layout.ncu-rep" --page source --print-source sass --csv \
+      > "$OUT/ncu_${layout}_sass.csv" 2>&1 && gzip -f "$OUT/ncu_${layout}_sass.csv"
+    gzip -f "$OUT/ncu_$layout.ncu-rep"
   done
 fi

@@ -56,8 +56,9 @@ check() {
 
 pretest() {
   # Before `run` starts the sweep: the GPU tests of the kernels whose code changed since their
-  # last GPU run (PRETEST; session 5 changed the chunked selective scan's, which Mamba trains
-  # on). PRETEST= (empty) skips them; `check` runs every GPU test instead.
+  # last GPU run (PRETEST; session 6 changed the selective scan backward's reverse scan, which
+  # Mamba trains on, to tl.flip + a forward scan). PRETEST= (empty) skips them; `check` runs
+  # every GPU test instead.
   local tests=${PRETEST-tests/test_scan_triton.py}
   [ -z "$tests" ] && return 0
   # shellcheck disable=SC2086  # a list of test files
