@@ -56,3 +56,29 @@ def test_delta_rule_kernels_compile_with_their_launch_settings(
     warps = {r[0].strip(): int(r[2]) for r in rows}
     assert warps == {f"dr_{name}": TUNING[name][32][1] for name in TUNING}
     assert all(1 <= int(r[3]) <= 255 for r in rows)
+
+
+PTX = """\t.file\t1 "/src/statetrack/ops/x/triton_bwd.py"
+\t.file\t2 "/site-packages/triton/language/standard.py"
+\t.loc\t1 115 80                        // triton_bwd.py:115:80 @[ triton_bwd.py:187:78 ]
+\tshfl.sync.bfly.b32 \t%r594, %r576, 16, 31, -1;
+\tshfl.sync.bfly.b32 \t%r595, %r594, 8, 31, -1;
+\tbar.sync \t0;
+\tstmatrix.sync.aligned.m8n8.x1.shared.b16 [%r32], {%r577};
+\t.loc\t2 293 36                        // standard.py:293:36 @[ triton_bwd.py:128:30 @[ triton_bwd.py:246:74 ] ]
+\t@%p7 st.shared.b32 \t[%r9], %r10;
+\tld.shared.v4.b32 \t{%r1, %r2, %r3, %r4}, [%r5];
+\t@%p8 atom.global.gpu.acq_rel.add.f32 \t%r6, [%rd1], %r7;
+\tadd.f32 \t%r8, %r1, %r2;
+"""
+
+
+def test_moves_by_line_names_the_calling_line() -> None:
+    """Shuffles, shared stores/loads (stmatrix, predicated ones included), barriers and atomics
+    are counted per source line; a line inside Triton's library (tl.sum in standard.py) is
+    named after the first line of ours in its inlining chain; arithmetic is not counted."""
+    moves = load_tool().moves_by_line(PTX)
+    assert moves == {
+        "triton_bwd.py:115": {"shuffle": 2, "barrier": 1, "st.shared": 1},
+        "triton_bwd.py:128 (standard.py:293)": {"st.shared": 1, "ld.shared": 1, "atomic": 1},
+    }

@@ -15,6 +15,12 @@ device time spent only on the ones that fit.
 
 Each row: kernel, constexpr settings, num_warps, registers per thread, spilled bytes (stores,
 loads), shared memory bytes, and programs per multiprocessor that the registers allow.
+
+``--by-line`` also lists, per source line (from the PTX's ``.loc`` entries), the operations that
+move data between threads: warp shuffles, shared-memory stores and loads (``stmatrix`` /
+``ldmatrix`` included), barriers and atomics. Triton's layout conversions, cross-warp
+reductions and scans become these, and their count per line shows which ``tl`` call costs what
+(session 6 found the reverse scans' lane reversals this way).
 """
 
 from __future__ import annotations
@@ -174,7 +180,47 @@ def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
     return {"registers": number(r"Used (\d+) registers"),
             "spill_stores": number(r"(\d+) bytes spill stores"),
             "spill_loads": number(r"(\d+) bytes spill loads"),
-            "shared": int(compiled.metadata.shared)}
+            "shared": int(compiled.metadata.shared),
+            "moves": moves_by_line(compiled.asm["ptx"])}
+
+
+MOVES = {"shfl": "shuffle", "st.shared": "st.shared", "stmatrix": "st.shared",
+         "ld.shared": "ld.shared", "ldmatrix": "ld.shared", "bar.sync": "barrier",
+         "atom": "atomic", "red.": "atomic"}
+
+
+TRITON_FILES = {"standard.py", "core.py", "math.py", "semantic.py"}
+
+
+def moves_by_line(ptx: str) -> dict[str, dict[str, int]]:
+    """Per ``file:line`` of the kernel's source, the count of each kind in ``MOVES`` among the
+    PTX instructions attributed to it (static counts: a loop body counts once)."""
+    files = {m.group(1): Path(m.group(2)).name
+             for m in re.finditer(r'^\s*\.file\s+(\d+)\s+"([^"]+)"', ptx, re.M)}
+    counts: dict[str, dict[str, int]] = {}
+    where = "?"
+    for line in ptx.splitlines():
+        loc = re.match(r"\s*\.loc\s+(\d+)\s+(\d+)", line)
+        if loc:
+            where = f"{files.get(loc.group(1), '?')}:{loc.group(2)}"
+            # inside Triton's own library (tl.sum is standard.py): name the calling line, from
+            # the inlining chain in the comment ("// standard.py:293:36 @[ triton_bwd.py:122 ]")
+            frames = re.findall(r"([\w.]+\.py):(\d+)", line.partition("//")[2])
+            ours = [f"{f}:{n}" for f, n in frames if f not in TRITON_FILES]
+            if where.split(":")[0] in TRITON_FILES and ours:
+                where = f"{ours[0]} ({where})"
+            continue
+        op = line.strip().split(maxsplit=1)[0] if line.strip() else ""
+        op = op.split("}")[-1]  # predicated: "@%p1 st.shared..." keeps its opcode second
+        if op.startswith("@"):
+            parts = line.strip().split()
+            op = parts[1] if len(parts) > 1 else ""
+        for prefix, kind in MOVES.items():
+            if op.startswith(prefix):
+                row = counts.setdefault(where, {})
+                row[kind] = row.get(kind, 0) + 1
+                break
+    return counts
 
 
 def _grid(pairs: list[str]) -> list[dict[str, int]]:
@@ -200,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="delta rule: input dtype (fp32 takes the exact-float32 dots)")
     parser.add_argument("--kernels", nargs="+", default=None, metavar="NAME",
                         help="only these kernels (e.g. ss_lanes_fwd; default: all of the op)")
+    parser.add_argument("--by-line", action="store_true",
+                        help="also list shuffles, shared-memory traffic, barriers and atomics "
+                             "per source line")
     args = parser.parse_args(argv)
     specs = _specs(args.op, args.head_dim, args.dtype)
     unknown = set(args.kernels or []) - {spec.name for spec in specs}
@@ -212,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--grid: {stray} is not a constexpr of "
                          f"{[spec.name for spec in chosen]} (they have {sorted(known)})")
     ptxas = _ptxas()
+    by_line: list[tuple[str, dict[str, dict[str, int]]]] = []
     print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
     print("|---|---|---|---|---|---|---|")
     for spec in specs:
@@ -225,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
             per_sm = REGISTERS_PER_SM // (r["registers"] * 32 * warps)
             print(f"| {spec.name} | {shown} | {warps} | {r['registers']} | "
                   f"{r['spill_stores']}/{r['spill_loads']} | {r['shared']} | {per_sm} |")
+            if args.by_line:
+                by_line.append((f"{spec.name} ({shown}, {warps} warps)", r["moves"]))
+    for title, moves in by_line:
+        kinds = sorted({k for row in moves.values() for k in row})
+        if not kinds:
+            print(f"\n{title}: no shuffle, shared memory, barrier or atomic")
+            continue
+        print(f"\n{title}: data moved between threads, per source line (PTX, static)\n")
+        print("| line | " + " | ".join(kinds) + " |")
+        print("|---|" + "---|" * len(kinds))
+        for where, row in sorted(moves.items(), key=lambda kv: -sum(kv[1].values())):
+            print(f"| {where} | " + " | ".join(str(row.get(k, 0)) for k in kinds) + " |")
     return 0
 
 
