@@ -60,12 +60,12 @@ def test_delta_rule_kernels_compile_with_their_launch_settings(
 
 PTX = """\t.file\t1 "/src/statetrack/ops/x/triton_bwd.py"
 \t.file\t2 "/site-packages/triton/language/standard.py"
-\t.loc\t1 115 80                        // triton_bwd.py:115:80 @[ triton_bwd.py:187:78 ]
+\t.loc\t1 115 80   // triton_bwd.py:115:80 @[ triton_bwd.py:187:78 ]
 \tshfl.sync.bfly.b32 \t%r594, %r576, 16, 31, -1;
 \tshfl.sync.bfly.b32 \t%r595, %r594, 8, 31, -1;
 \tbar.sync \t0;
 \tstmatrix.sync.aligned.m8n8.x1.shared.b16 [%r32], {%r577};
-\t.loc\t2 293 36                        // standard.py:293:36 @[ triton_bwd.py:128:30 @[ triton_bwd.py:246:74 ] ]
+\t.loc\t2 293 36   // standard.py:293:36 @[ triton_bwd.py:128:30 @[ triton_bwd.py:246:74 ] ]
 \t@%p7 st.shared.b32 \t[%r9], %r10;
 \tld.shared.v4.b32 \t{%r1, %r2, %r3, %r4}, [%r5];
 \t@%p8 atom.global.gpu.acq_rel.add.f32 \t%r6, [%rd1], %r7;

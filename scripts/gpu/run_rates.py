@@ -31,7 +31,8 @@ def main() -> None:
     for run, step, sps, done, mtime in rows:
         recent = not done and newest - mtime < 60
         live += sps if recent else 0.0
-        print(f"{run}  step {step}  {sps:.0f} steps/s  {'finished' if done else 'running' if recent else 'stopped'}")
+        state = "finished" if done else "running" if recent else "stopped"
+        print(f"{run}  step {step}  {sps:.0f} steps/s  {state}")
     print(f"aggregate steps/s of the runs still logging: {live:.0f}")
 
 
