@@ -5,7 +5,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install dev test lint demo bench-cpu clean
+.PHONY: install dev test lint demo bench-cpu table3-plots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ demo: install
 
 bench-cpu: install
 	$(BIN)/python benchmarks/cpu_ops.py
+
+# Table 3's per-length plots of [0, 1] against [−1, 1] (Mamba and DeltaNet), one per task
+# that has finished runs, from the run directories committed under results/table3/.
+table3-plots: install
+	for task in $$(ls -d results/table3/*/ | xargs -n1 basename | grep -v '^logs$$'); do \
+	  models=$$(cd results/table3/$$task && ls -d mamba mamba_neg deltanet deltanet_neg 2>/dev/null); \
+	  [ -n "$$models" ] || continue; \
+	  MPLBACKEND=Agg $(BIN)/statetrack plot results/table3/$$task --models $$models \
+	    --title "$$task: accuracy by length (dotted: chance)" \
+	    --out results/table3/$${task}_signed.png || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
