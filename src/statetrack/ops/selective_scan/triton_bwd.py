@@ -62,6 +62,11 @@ def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl
 
 
 @triton.jit
+def _add3(a1, b1, c1, a2, b2, c2):
+    return a1 + a2, b1 + b2, c1 + c2
+
+
+@triton.jit
 def _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
                BT: tl.constexpr, HAS_Z: tl.constexpr):
     """The forward's inputs of steps t0..t0+BT−1 (``_fwd_loads``: x, dt, B, C, z, masked
@@ -127,12 +132,15 @@ def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b
     o_tn = i_b * T * N + o_t[:, None] * N + o_n[None, :]
     tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn)
     tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn)
-    b_gB = tl.sum(b_g * b_B[:, :, None], axis=1)
     b_gE = b_gh * b_E
-    b_ddelta = b_x * b_gB + width * tl.sum(b_gE * b_A[None, :, :], axis=1)
+    # the three sums over the states (split over the warps) in one reduction: one round trip
+    # through shared memory and its barriers instead of three
+    b_gB, b_gEA, b_yp = tl.reduce((b_g * b_B[:, :, None], b_gE * b_A[None, :, :],
+                                   b_h * b_C[:, :, None]), 1, _add3)
+    b_ddelta = b_x * b_gB + width * b_gEA
     b_ddt = tl.where(m_td, b_ddelta * tl.sigmoid(b_u), 0.0)
-    _store_td_grads(dx, ddt, dz, b_delta * b_gB, b_ddt, tl.sum(b_h * b_C[:, :, None], axis=1),
-                    b_x, b_D, b_dy, b_dyg, b_z, b_sz, i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)
+    _store_td_grads(dx, ddt, dz, b_delta * b_gB, b_ddt, b_yp, b_x, b_D, b_dy, b_dyg, b_z, b_sz,
+                    i_b, o_t, o_d, m_td, T, Dm, HAS_D, HAS_Z)
     b_dA = tl.sum(b_gE * b_delta[:, None, :], axis=0)
     return b_p, b_dA, tl.sum(b_dyg * b_x, axis=0), tl.sum(b_ddt, axis=0)
 
