@@ -131,10 +131,13 @@ def sweep_pipe() -> None:
             ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
             print(f"sweep chunk_pipe fwd {shape} BT={bt}: {ms:.3f} ms", flush=True)
         ti.PIPE_FWD_CONFIG = base_f
-        for bt in (2, 4):
-            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=4)
+        # BD = 64: two channels per thread halve the dB / dC shuffles per state-step (offline at
+        # BT = 2: 255 registers, 88 B spilled)
+        for bt, bd in ((2, 32), (4, 32), (2, 64)):
+            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=4)
             ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
-            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt}: {ms:.3f} ms", flush=True)
+            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt} BD={bd}: {ms:.3f} ms",
+                  flush=True)
         ti.BWD_CONFIG = base_b
 
 
