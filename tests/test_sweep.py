@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statetrack.experiment import sweep as sweep_cmd
-from statetrack.experiment.sweep_launch import local_slots
+from statetrack.experiment.sweep_launch import local_slots, mps_daemon
 from statetrack.experiment.sweep_run import (
     DONE,
     NOT_STARTED,
@@ -47,7 +48,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+\-=/]+$")
 # DIR`: it records its arguments, fails when training.seed is in FAIL_SEEDS, and otherwise writes
 # summary.json.
 FAKE_TRAIN = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 argv = sys.argv[1:]
 if argv[0] == "--resume":
@@ -57,7 +58,10 @@ else:
     sets = dict(rest[i + 1].split("=", 1) for i in range(len(rest)) if rest[i] == "--set")
     out, resume = Path(rest[rest.index("--out") + 1]), None
 with open(Path(__file__).with_name("calls.jsonl"), "a") as f:
-    f.write(json.dumps({"config": config, "sets": sets, "out": str(out), "resume": resume}) + "\\n")
+    call = {"config": config, "sets": sets, "out": str(out), "resume": resume}
+    if "CUDA_MPS_PIPE_DIRECTORY" in os.environ:  # the MPS daemon this run was given
+        call["mps"] = os.environ["CUDA_MPS_PIPE_DIRECTORY"]
+    f.write(json.dumps(call) + "\\n")
 if int(sets.get("training.seed", -1)) in FAIL_SEEDS:
     print("boom: this seed is set up to fail", file=sys.stderr)
     sys.exit(3)
@@ -325,6 +329,71 @@ def test_local_slots_cover_each_gpu_k_times_or_share_the_cpu(
     assert len(cpu) == 4 and all(s.env["CUDA_VISIBLE_DEVICES"] == "" for s in cpu)
     with pytest.raises(ValueError, match="--per-gpu"):
         local_slots(per_gpu=0, workers=None, gpus=["0"])
+
+
+# A stand-in for nvidia-cuda-mps-control: records each call (arguments, standard input, pipe
+# directory) and starts nothing.
+FAKE_MPS = """#!/bin/sh
+printf '%s|%s|%s\\n' "$*" "$(cat)" "$CUDA_MPS_PIPE_DIRECTORY" >> "$(dirname "$0")/mps_calls.txt"
+"""
+
+
+def fake_mps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """nvidia-cuda-mps-control on PATH as FAKE_MPS; returns its call log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    control = bin_dir / "nvidia-cuda-mps-control"
+    control.write_text(FAKE_MPS)
+    control.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir / "mps_calls.txt"
+
+
+def test_mps_daemon_starts_checks_and_stops_with_its_own_pipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon is started (-d) and stopped (quit on stdin) with the pipe directory under the
+    given folder, which every run gets; a probe that fails is an error naming the log directory,
+    and the daemon is stopped all the same."""
+    log = fake_mps(tmp_path, monkeypatch)
+    ok = [sys.executable, "-c", "pass"]
+    with mps_daemon(tmp_path / ".mps", probe=ok) as env:
+        assert env["CUDA_MPS_PIPE_DIRECTORY"] == str(tmp_path / ".mps" / "pipe")
+        assert Path(env["CUDA_MPS_LOG_DIRECTORY"]).is_dir()
+        assert log.read_text().splitlines() == [f"-d||{tmp_path / '.mps' / 'pipe'}"]
+    assert log.read_text().splitlines()[-1] == f"|quit|{tmp_path / '.mps' / 'pipe'}"
+    failing = [sys.executable, "-c", "import sys; sys.exit('no CUDA device')"]
+    with pytest.raises(SweepError, match=r"could not run through the daemon; see .*log"):
+        with mps_daemon(tmp_path / ".mps", probe=failing):
+            pass
+    assert log.read_text().splitlines()[-1].startswith("|quit|")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SweepError, match="nvidia-cuda-mps-control is not on PATH"):
+        with mps_daemon(tmp_path / ".mps", probe=ok):
+            pass
+
+
+def test_mps_sweep_gives_every_run_the_daemons_pipe(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """--mps on the local launcher: with a GPU (stubbed) every run's environment names the
+    daemon's pipe; with no GPU, or with another launcher, it is refused with exit status 2."""
+    log = fake_mps(tmp_path, monkeypatch)
+    monkeypatch.setattr("statetrack.experiment.sweep_launch.MPS_PROBE",
+                        (sys.executable, "-c", "pass"))
+    write_config(tmp_path / "parity" / "deltanet.yaml")
+    path = write_sweep(tmp_path / "s.yaml", {"name": "s", "configs": ["parity/deltanet.yaml"],
+                                             "seeds": [0, 1], "out": str(tmp_path / "out")})
+    argv = [str(path), "--mps", "--train-command", fake_train(tmp_path)]
+    monkeypatch.setattr(sweep_cmd, "visible_gpus", lambda: [])
+    assert run_sweep(argv) == 2
+    assert "--mps: no GPU is visible" in capsys.readouterr().err
+    assert run_sweep([*argv, "--launcher", "submitit-local"]) == 2
+    assert "only the local launcher" in capsys.readouterr().err
+    assert calls(tmp_path) == [] and not log.exists()
+    monkeypatch.setattr(sweep_cmd, "visible_gpus", lambda: ["0"])
+    assert run_sweep([*argv, "--per-gpu", "2"]) == 0
+    pipe = str(tmp_path / "out" / ".mps" / "pipe")
+    assert [c["mps"] for c in calls(tmp_path)] == [pipe, pipe]
+    assert [line.split("|")[0] for line in log.read_text().splitlines()] == ["-d", ""]
 
 
 def test_eta_is_the_remaining_work_spread_over_the_slots() -> None:

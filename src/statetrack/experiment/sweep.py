@@ -18,8 +18,10 @@ from collections import Counter
 from pathlib import Path
 
 from statetrack.experiment.sweep_launch import (
+    Slot,
     local_slots,
     make_executor,
+    mps_daemon,
     run_local,
     run_submitit,
     visible_gpus,
@@ -68,6 +70,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="runs at a time on each visible GPU (default 1)")
     local.add_argument("--workers", type=int, metavar="N",
                        help="runs at a time when there is no GPU (default: cores / 4)")
+    local.add_argument("--mps", action="store_true",
+                       help="run the GPU runs through NVIDIA's Multi-Process Service (a daemon "
+                       "started for the sweep and stopped after it), so that --per-gpu K runs "
+                       "share a GPU's multiprocessors instead of taking turns")
     slurm = parser.add_argument_group("slurm launcher")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--time", type=int, default=240, metavar="MIN",
@@ -148,6 +154,8 @@ def check_options(args: argparse.Namespace) -> None:
     for flag, (value, lo) in minimum.items():
         if value is not None and value < lo:
             raise SweepError(f"{flag}: expected an integer >= {lo}, got {value}")
+    if args.mps and args.launcher != "local":
+        raise SweepError(f"--mps: only the local launcher starts MPS, not {args.launcher}")
 
 
 def check_points(points: list[Point]) -> None:
@@ -171,9 +179,16 @@ def launch(
 ) -> list[Failure]:
     """Hand the points left to run to the chosen launcher; returns the failures."""
     if args.launcher == "local":
-        slots = local_slots(args.per_gpu, args.workers, visible_gpus())
+        gpus = visible_gpus()
+        slots = local_slots(args.per_gpu, args.workers, gpus)
         progress.slots = len(slots)
-        return run_local(todo, command, slots, progress)
+        if not args.mps:
+            return run_local(todo, command, slots, progress)
+        if not gpus:
+            raise SweepError("--mps: no GPU is visible (MPS shares GPUs between processes)")
+        with mps_daemon(root / ".mps") as env:
+            return run_local(todo, command, [Slot(s.label, {**s.env, **env}) for s in slots],
+                             progress)
     executor = make_executor(
         args.launcher, root / ".submitit", name, args.partition, args.time,
         args.gpus_per_job if args.launcher == "slurm" else 0, args.cpus_per_job,

@@ -5,10 +5,14 @@ Both take the points left to run and return the failures; finished points never 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,45 @@ def local_slots(per_gpu: int, workers: int | None, gpus: list[str]) -> list[Slot
     threads = os.environ.get("OMP_NUM_THREADS", str(max(1, cores // n)))
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads}
     return [Slot(f"cpu{i}", env) for i in range(n)]
+
+
+MPS_CONTROL = "nvidia-cuda-mps-control"
+# One tiny CUDA computation through the daemon: `-d` returns at once, and a server that cannot
+# start only shows when a client connects.
+MPS_PROBE = (sys.executable, "-c",
+             "import torch; assert torch.ones(4, device='cuda').sum().item() == 4")
+
+
+@contextlib.contextmanager
+def mps_daemon(folder: Path, control: str = MPS_CONTROL,
+               probe: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
+    """NVIDIA's Multi-Process Service for the sweep's runs: the kernels of several processes on
+    one GPU then share its multiprocessors instead of taking turns. Starts a control daemon with
+    its pipe and log directories under ``folder``, checks it with one client (``probe``), yields
+    the environment the runs need to reach it, and stops it afterwards. Any failure is a
+    SweepError that names the daemon's log. ``probe`` defaults to ``MPS_PROBE``."""
+    probe = MPS_PROBE if probe is None else probe
+    path = shutil.which(control)
+    if path is None:
+        raise SweepError(f"--mps: {control} is not on PATH (it comes with the NVIDIA driver)")
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"),
+           "CUDA_MPS_LOG_DIRECTORY": str(folder / "log")}
+    for directory in env.values():
+        Path(directory).mkdir(parents=True, exist_ok=True)
+    full = {**os.environ, **env}
+    started = subprocess.run([path, "-d"], env=full, capture_output=True, text=True)
+    if started.returncode != 0:
+        raise SweepError(f"--mps: `{control} -d` failed ({started.returncode}): "
+                         f"{(started.stderr or started.stdout).strip()}")
+    try:
+        check = subprocess.run(list(probe), env=full, capture_output=True, text=True,
+                               timeout=120)
+        if check.returncode != 0:
+            raise SweepError(f"--mps: a CUDA process could not run through the daemon; see "
+                             f"{env['CUDA_MPS_LOG_DIRECTORY']}: {check.stderr.strip()[-500:]}")
+        yield env
+    finally:
+        subprocess.run([path], input="quit\n", env=full, capture_output=True, text=True)
 
 
 def run_local(
