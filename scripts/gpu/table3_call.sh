@@ -6,7 +6,8 @@
 #   (env: PER_GPU runs on each GPU, FIRST_ORDER patterns to start first, CUDA_VISIBLE_DEVICES,
 #    PRETEST the GPU tests `run` passes before it starts the sweep; empty: none;
 #    MPS=1 starts NVIDIA's Multi-Process Service first, so the runs' kernels share the GPU's SMs
-#    at once instead of taking turns; it falls back to plain processes when MPS does not start)
+#    at once instead of taking turns; it falls back to plain processes when MPS does not start;
+#    MPS=sweep leaves it to `statetrack sweep --mps` instead, which stops the sweep if MPS fails)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -87,6 +88,7 @@ start_mps() {
 start_sweep() {
   local extra=("$@")
   [ "${MPS:-0}" = 1 ] && start_mps
+  [ "${MPS:-0}" = sweep ] && extra+=(--mps)
   mkdir -p "$WORK"
   if [ -d results/table3 ] && [ ! -d "$WORK/runs" ]; then  # the runs committed so far
     mkdir -p "$WORK/runs" && cp -r results/table3/*/ "$WORK/runs/"
