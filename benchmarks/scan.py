@@ -126,10 +126,13 @@ def sweep_pipe() -> None:
     base_f, base_b = ti.PIPE_FWD_CONFIG, ti.BWD_CONFIG
     set_layout("chunk_pipe")
     for shape in SHAPES:
-        for bt in (4, 8, 16):
-            ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=4)
+        # 1 or 2 warps: the N states of a channel in fewer warps, so y's sum over them needs
+        # no (or a smaller) trip through shared memory (offline: 1 warp at BT = 4 has 3
+        # barriers per chunk instead of 12, 243 registers), at fewer warps per multiprocessor
+        for bt, nw in ((4, 4), (8, 4), (16, 4), (2, 1), (4, 1), (4, 2)):
+            ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=nw)
             ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
-            print(f"sweep chunk_pipe fwd {shape} BT={bt}: {ms:.3f} ms", flush=True)
+            print(f"sweep chunk_pipe fwd {shape} BT={bt} nw={nw}: {ms:.3f} ms", flush=True)
         ti.PIPE_FWD_CONFIG = base_f
         # BD = 64: two channels per thread halve the dB / dC shuffles per state-step (offline at
         # BT = 2: 255 registers, 88 B spilled)
