@@ -135,11 +135,11 @@ def sweep_pipe() -> None:
             print(f"sweep chunk_pipe fwd {shape} BT={bt} nw={nw}: {ms:.3f} ms", flush=True)
         ti.PIPE_FWD_CONFIG = base_f
         # BD = 64: two channels per thread halve the dB / dC shuffles per state-step (offline at
-        # BT = 2: 255 registers, 88 B spilled)
-        for bt, bd in ((2, 32), (4, 32), (2, 64)):
-            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=4)
+        # BT = 2: 255 registers, 88 B spilled); 2 warps: half the cross-warp sums (160 B spilled)
+        for bt, bd, nw in ((2, 32, 4), (4, 32, 4), (2, 64, 4), (2, 32, 2)):
+            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw)
             ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
-            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt} BD={bd}: {ms:.3f} ms",
+            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt} BD={bd} nw={nw}: {ms:.3f} ms",
                   flush=True)
         ti.BWD_CONFIG = base_b
 
