@@ -63,6 +63,7 @@ def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl
 
 @triton.jit
 def _add3(a1, b1, c1, a2, b2, c2):
+    """Combine of a sum of three tensors at once (``tl.reduce`` of a 3-tuple)."""
     return a1 + a2, b1 + b2, c1 + c2
 
 
