@@ -1,4 +1,5 @@
-"""A few selective-scan forward+backward calls for Nsight Compute to profile (bf16, [−1, 1]).
+"""A few selective-scan forward+backward calls for Nsight Compute to profile (bf16, [−1, 1]):
+``profile_kernels.scan_step`` under the chosen layout.
 
     ncu --kernel-name regex:ss_ --launch-skip 2 --launch-count 2 --set full \
         python scripts/gpu/scan_ncu.py 8,2048,2048,16 [--layout chunk_pipe]
@@ -12,14 +13,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> None:
+    import profile_kernels  # scripts/gpu/profile_kernels.py (it puts benchmarks/ on the path)
     import scan as bench  # benchmarks/scan.py
-
-    from statetrack.eig import EigRange
-    from statetrack.ops.selective_scan import selective_scan
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("shape", help="B,T,Dm,N")
@@ -27,13 +26,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=3)
     args = ap.parse_args()
     bench.set_layout(args.layout)
-    shape = tuple(int(v) for v in args.shape.split(","))
-    x, dt, A, B, C, D, z, bias = bench.make_inputs(shape, grad=True)
-    dy = torch.randn_like(x)
+    step = profile_kernels.scan_step(tuple(int(v) for v in args.shape.split(",")), "triton")
     for _ in range(args.calls):
-        y = selective_scan(x, dt, A, B, C, D=D, z=z, dt_bias=bias,
-                           eig_range=EigRange(-1.0, 1.0), backend="triton")[0]
-        y.backward(dy)
+        step()
     torch.cuda.synchronize()
 
 
