@@ -83,17 +83,16 @@ MPS_PROBE = (sys.executable, "-c",
 
 
 @contextlib.contextmanager
-def mps_daemon(folder: Path, control: str = MPS_CONTROL,
-               probe: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
+def mps_daemon(folder: Path, probe: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
     """NVIDIA's Multi-Process Service for the sweep's runs: the kernels of several processes on
     one GPU then share its multiprocessors instead of taking turns. Starts a control daemon with
     its pipe and log directories under ``folder``, checks it with one client (``probe``), yields
     the environment the runs need to reach it, and stops it afterwards. Any failure is a
     SweepError that names the daemon's log. ``probe`` defaults to ``MPS_PROBE``."""
     probe = MPS_PROBE if probe is None else probe
-    path = shutil.which(control)
+    path = shutil.which(MPS_CONTROL)
     if path is None:
-        raise SweepError(f"--mps: {control} is not on PATH (it comes with the NVIDIA driver)")
+        raise SweepError(f"--mps: {MPS_CONTROL} is not on PATH (it comes with the NVIDIA driver)")
     env = {"CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"),
            "CUDA_MPS_LOG_DIRECTORY": str(folder / "log")}
     for directory in env.values():
@@ -101,7 +100,7 @@ def mps_daemon(folder: Path, control: str = MPS_CONTROL,
     full = {**os.environ, **env}
     started = subprocess.run([path, "-d"], env=full, capture_output=True, text=True)
     if started.returncode != 0:
-        raise SweepError(f"--mps: `{control} -d` failed ({started.returncode}): "
+        raise SweepError(f"--mps: `{MPS_CONTROL} -d` failed ({started.returncode}): "
                          f"{(started.stderr or started.stdout).strip()}")
     try:
         check = subprocess.run(list(probe), env=full, capture_output=True, text=True,
