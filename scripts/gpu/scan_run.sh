@@ -19,6 +19,7 @@ if [ -n "${SCAN_NCU:-}" ] && command -v ncu >/dev/null; then
     # instructions carry the bank conflicts
     ncu --import "$OUT/ncu_$layout.ncu-rep" --page source --print-source sass --csv \
       > "$OUT/ncu_${layout}_sass.csv" 2>&1 && gzip -f "$OUT/ncu_${layout}_sass.csv"
-    gzip -f "$OUT/ncu_$layout.ncu-rep"
   done
+  # one archive: a call brings back at most 8 files
+  (cd "$OUT" && tar czf ncu.tar.gz ncu_* && rm -f ncu_*)
 fi

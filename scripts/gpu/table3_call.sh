@@ -13,8 +13,10 @@
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
 # fresh machine `run` starts it again: it resumes, skipping the points whose run directories
 # came back earlier and are committed under results/table3 (copied into $WORK/runs first), and
-# resuming the unfinished ones from the checkpoints the last call brought back: copy that call's
-# partial.tar.part* into .table3_partial/ (git-ignored) and name it in the run's `carry`.
+# resuming the unfinished ones from the checkpoints the last call brought back. After every call,
+# `python3 scripts/gpu/table3_import.py CALL_DIR` copies its new finished runs into results/table3
+# and its checkpoints (less finished runs) into .table3_partial/ (git-ignored); name that in the
+# next run's `carry`. A finished run not copied in before the next call is trained again.
 # Each call ends by packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
 # checkpoints) into $OUT/table3_runs.tar.gz, the newest checkpoints of the unfinished runs into
 # $OUT/partial.tar.part* (scripts/gpu/pack_partial.py), plus the sweep log and a GPU trace.

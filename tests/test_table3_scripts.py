@@ -1,0 +1,112 @@
+"""The Table 3 sweep's hand-over between device calls: scripts/gpu/pack_partial.py packs the
+unfinished runs' checkpoints there, scripts/gpu/table3_import.py takes a call's files in here."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_import_tool():  # noqa: ANN201 (a module)
+    spec = importlib.util.spec_from_file_location(
+        "table3_import", ROOT / "scripts" / "gpu" / "table3_import.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_run(root: Path, name: str, *, finished: bool, step: int = 0) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"name: {name}\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": step}) + "\n")
+    if finished:
+        (run / "summary.json").write_text(json.dumps({"run": name}))
+        (run / "eval.csv").write_text("length,accuracy\n40,1.0\n")
+    else:
+        (run / "checkpoint").mkdir()
+        (run / "checkpoint" / "state.json").write_text(json.dumps({"step": step}))
+        (run / "checkpoint" / "model.safetensors").write_bytes(name.encode() * 100)
+    return run
+
+
+def fake_call(tmp_path: Path) -> Path:
+    """A device call's files, made by the same commands table3_call.sh runs there."""
+    work = tmp_path / "work"
+    make_run(work / "runs", "mod_arith/slstm/seed=0", finished=True)  # committed earlier
+    make_run(work / "runs", "mod_arith/deltanet/seed=0", finished=True)  # new in this call
+    make_run(work / "runs", "mod_arith/deltanet/seed=1", finished=False, step=70000)
+    make_run(work / "runs", "mod_arith/mlstm/seed=0", finished=False, step=5000)
+    call = tmp_path / "call"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "pack_partial.py"),
+                    str(work / "runs"), str(call), "--piece-mib", "0.001"],
+                   check=True, env={"PYTHONPATH": str(ROOT / "src")}, capture_output=True)
+    with tarfile.open(call / "table3_runs.tar.gz", "w:gz") as tar:
+        for summary in (work / "runs").rglob("summary.json"):
+            for f in ("config.yaml", "summary.json", "eval.csv", "metrics.jsonl"):
+                tar.add(summary.parent / f, arcname=str((summary.parent / f).relative_to(work)))
+    return call
+
+
+def test_import_copies_new_runs_and_keeps_only_unfinished_checkpoints(tmp_path: Path) -> None:
+    """A call's new finished runs land in the results (the committed one is not touched), and
+    the checkpoints to carry are exactly those of the runs still unfinished, byte for byte: a
+    finished run left among them would be retrained from scratch, one dropped would be lost."""
+    call = fake_call(tmp_path)
+    assert len(list(call.glob("partial.tar.part*"))) > 1  # pieces joined in order
+    results = tmp_path / "results"
+    committed = make_run(results, "mod_arith/slstm/seed=0", finished=True)
+    (committed / "summary.json").write_text('{"kept": true}')
+    partial = tmp_path / "partial"
+    make_run(partial, "stale", finished=True)  # the previous call's pieces go
+
+    tool = load_import_tool()
+    assert tool.main([str(call), "--results", str(results), "--partial", str(partial)]) == 0
+
+    new = results / "mod_arith/deltanet/seed=0"
+    assert sorted(p.name for p in new.iterdir()) == sorted(tool.RUN_FILES)
+    assert json.loads((new / "summary.json").read_text()) == {"run": "mod_arith/deltanet/seed=0"}
+    assert (committed / "summary.json").read_text() == '{"kept": true}'
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    blob = b"".join(p.read_bytes() for p in sorted(partial.glob("partial.tar.part*")))
+    assert not (partial / "stale").exists()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(restored, filter="data")
+    runs = sorted(str(p.parent.parent.relative_to(restored / "runs"))
+                  for p in restored.rglob("state.json"))
+    assert runs == ["mod_arith/deltanet/seed=1", "mod_arith/mlstm/seed=0"]
+    source = tmp_path / "work/runs/mod_arith/deltanet/seed=1/checkpoint/model.safetensors"
+    assert (restored / "runs/mod_arith/deltanet/seed=1/checkpoint/model.safetensors"
+            ).read_bytes() == source.read_bytes()
+
+
+def test_import_drops_checkpoints_of_runs_committed_since(tmp_path: Path) -> None:
+    """A run whose checkpoint was packed but which is committed as finished (from another call)
+    is not carried again."""
+    call = fake_call(tmp_path)
+    results = tmp_path / "results"
+    make_run(results, "mod_arith/deltanet/seed=1", finished=True)
+    tool = load_import_tool()
+    assert tool.main([str(call), "--results", str(results),
+                      "--partial", str(tmp_path / "partial")]) == 0
+    blob = b"".join(p.read_bytes() for p in sorted((tmp_path / "partial").glob("partial.tar*")))
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        names = {tool.run_of(n) for n in tar.getnames()} - {None}
+    assert {str(n) for n in names} == {"mod_arith/mlstm/seed=0"}
+
+
+def test_import_refuses_a_directory_without_the_runs_archive(tmp_path: Path) -> None:
+    """Pointing it at the wrong folder changes nothing and says why."""
+    partial = tmp_path / "partial"
+    make_run(partial, "kept", finished=True)
+    tool = load_import_tool()
+    assert tool.main([str(tmp_path), "--partial", str(partial)]) == 2
+    assert (partial / "kept" / "summary.json").exists()
