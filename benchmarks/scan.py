@@ -117,31 +117,64 @@ def sweep() -> None:
         ti.FWD_CONFIG, ti.BWD_CONFIG = base_f, base_b
 
 
+def grads_of(shape: tuple[int, int, int, int]) -> list[torch.Tensor]:
+    """y and the 8 input gradients of one forward+backward at [−1, 1] (the layout in force)."""
+    ins = make_inputs(shape, True)
+    x, dt, A, B, C, D, z, bias = ins
+    y = selective_scan(x, dt, A, B, C, D=D, z=z, dt_bias=bias, eig_range=EigRange(-1.0, 1.0),
+                       backend="triton")[0]
+    dy = torch.randn(y.shape, device="cuda", generator=torch.Generator("cuda").manual_seed(1))
+    torch.autograd.backward(y, dy.to(y.dtype), inputs=ins)
+    return [y.detach().float()] + [t.grad.float() for t in ins]
+
+
+def max_rel_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    """The largest ‖a − b‖ / ‖b‖ over the tensors (NaN if any is NaN)."""
+    errs = [((u - v).norm() / v.norm().clamp_min(1e-30)).item() for u, v in zip(a, b,
+                                                                               strict=True)]
+    return max(errs, key=lambda e: float("inf") if e != e else e)
+
+
 def sweep_pipe() -> None:
-    """Time tiles of the "chunk_pipe" kernels (forward BT, backward BT) at every shape
-    ([−1, 1]); offline, its forward is at 142 / 255 registers at BT = 8 / 16, its backward at
-    251 / 255 at BT = 2 / 4 (selective_scan/README.md)."""
+    """Time tiles of the "chunk_pipe" kernels at every shape ([−1, 1]), each forced for both
+    of PIPE_TILES' sets. Every tile's y and gradients are first compared with the "chunk"
+    layout's (GPU-tested) at the same shape: a tile that disagrees by more than 2e-2 (bf16) is
+    reported as WRONG, so a fast but broken tile cannot win."""
+    import dataclasses
+
     from statetrack.ops.selective_scan import triton_impl as ti
 
-    base_f, base_b = ti.PIPE_FWD_CONFIG, ti.BWD_CONFIG
-    set_layout("chunk_pipe")
+    base = ti.PIPE_TILES
+    base_f, base_b = base.many
+
+    def force(f, b) -> None:
+        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0)
+
+    def line(kind: str, shape, tile: str, truth: list[torch.Tensor]) -> None:
+        err = max_rel_err(grads_of(shape), truth)
+        ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100)
+        flag = "" if err <= 2e-2 else f"  WRONG (max rel err {err:.2e})"
+        print(f"sweep chunk_pipe {kind} {shape} {tile}: {ms:.3f} ms  (err {err:.1e}){flag}",
+              flush=True)
+
     for shape in SHAPES:
-        # 1 or 2 warps: the N states of a channel in fewer warps, so y's sum over them needs
-        # no (or a smaller) trip through shared memory (offline: 1 warp at BT = 4 has 3
-        # barriers per chunk instead of 12, 243 registers), at fewer warps per multiprocessor
-        for bt, nw in ((4, 4), (8, 4), (16, 4), (2, 1), (4, 1), (4, 2)):
-            ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=bt, BD=32, SEG=64, num_warps=nw)
-            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwd", 100)
-            print(f"sweep chunk_pipe fwd {shape} BT={bt} nw={nw}: {ms:.3f} ms", flush=True)
-        ti.PIPE_FWD_CONFIG = base_f
-        # BD = 64: two channels per thread halve the dB / dC shuffles per state-step (offline at
-        # BT = 2: 255 registers, 88 B spilled); 2 warps: half the cross-warp sums (160 B spilled)
-        for bt, bd, nw in ((2, 32, 4), (4, 32, 4), (2, 64, 4), (2, 32, 2)):
-            ti.BWD_CONFIG = ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw)
-            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", "fwdbwd", 100)
-            print(f"sweep chunk_pipe fwdbwd {shape} bwd BT={bt} BD={bd} nw={nw}: {ms:.3f} ms",
-                  flush=True)
-        ti.BWD_CONFIG = base_b
+        set_layout("chunk")
+        truth = grads_of(shape)
+        set_layout("chunk_pipe")
+        # forward: 1 or 2 warps keep a channel's N states in fewer warps, so y's sum over them
+        # needs no (or a smaller) trip through shared memory; BD = 16 at 1 warp: 2 lanes per
+        # channel, twice the programs (for long T with few channels)
+        for bt, bd, nw in ((4, 32, 4), (4, 32, 1), (4, 32, 2), (2, 32, 1), (8, 32, 1),
+                           (4, 16, 1)):
+            force(ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw), base_b)
+            line("fwd", shape, f"BT={bt} BD={bd} nw={nw}", truth)
+        # backward (forward at base_f): BD = 16 at 1 warp has no spill offline (1,888 SASS
+        # instructions at BT = 2; BD = 32 at 1 warp spills 168 words), twice the programs
+        for bt, bd, nw in ((4, 32, 4), (2, 32, 2), (2, 32, 4), (2, 16, 1), (2, 16, 2),
+                           (4, 16, 2)):
+            force(base_f, ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw))
+            line("fwdbwd", shape, f"bwd BT={bt} BD={bd} nw={nw}", truth)
+    ti.PIPE_TILES = base
 
 
 def sweep_lanes() -> None:

@@ -134,6 +134,7 @@ def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
 
 
 INTERPRETED = textwrap.dedent("""
+    import dataclasses
     import importlib
     import itertools
     import torch
@@ -144,14 +145,20 @@ INTERPRETED = textwrap.dedent("""
     # tiny tiles so chunk carries, segment restarts and partial blocks are all exercised
     ti.FWD_CONFIG = ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1)
     ti.BWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1)
-    ti.PIPE_FWD_CONFIG = ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1)
+    # chunk_pipe: "many" (2 programs per multiprocessor; the CPU counts as 1) or "few" tiles
+    ti.PIPE_TILES = ti.PipeTiles(
+        many=(ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=2, BD=4, SEG=8)),
+        few=(ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=4, BD=4, SEG=8)))
+    PIPE = {"chunk_pipe": 1, "chunk_pipe_few": 100}  # many_per_sm: 4 programs here
     li = importlib.import_module("statetrack.ops.linear_scan.triton_impl")
     li.BT, li.BF = 4, 8
     for T in (1, 13):
         # chunk_pipe: the same kernels without the branches around chunks past T
         for eig, layout in itertools.product((EigRange(0.0, 1.0), EigRange(-1.0, 1.0)),
-                                             ("chunk", "chunk_pipe")):
-            ti.LAYOUT = layout
+                                             ("chunk", "chunk_pipe", "chunk_pipe_few")):
+            ti.LAYOUT = layout[:10]
+            ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many_per_sm=PIPE.get(layout, 1))
+            assert ti.pipe_tiles(2, 6, torch.device("cpu"))[1].BT == (4 if "few" in layout else 2)
             gen = torch.Generator().manual_seed(T)
             inputs = tst.ss_inputs(2, T, 6, 3, "cpu", gen)
             tst.ss_check(inputs, eig, torch.float32, 1e-4)
@@ -160,13 +167,15 @@ INTERPRETED = textwrap.dedent("""
         gen = torch.Generator().manual_seed(T)
         ins = [t.float() for t in tst.ss_inputs(2, T, 6, 3, "cpu", gen)]
         outs = {}
-        for layout in ("chunk", "chunk_pipe"):
-            ti.LAYOUT = layout
+        for layout in ("chunk", "chunk_pipe", "chunk_pipe_few"):
+            ti.LAYOUT = layout[:10]
+            ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many_per_sm=PIPE.get(layout, 1))
             with torch.no_grad():
                 outs[layout] = ti.selective_scan_triton(*ins[:8], EigRange(-1.0, 1.0), ins[8],
                                                         output_final_state=True)
-        for a, b in zip(outs["chunk"], outs["chunk_pipe"], strict=True):
-            assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), (a - b).abs().max()
+        for pipe in ("chunk_pipe", "chunk_pipe_few"):
+            for a, b in zip(outs["chunk"], outs[pipe], strict=True):
+                assert torch.allclose(a, b, rtol=1e-6, atol=1e-6), (pipe, (a - b).abs().max())
         ti.LAYOUT = "chunk"
         gen = torch.Generator().manual_seed(T)
         a = tst.signed_factors((2, T, 3, 5), gen)
@@ -187,11 +196,41 @@ def test_triton_kernels_interpreted_match_reference(tmp_path: Path) -> None:
 
 def test_forward_refuses_a_state_spacing_the_backward_does_not_use(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backward restarts from states saved every BWD_CONFIG.SEG steps: a forward tile with
-    another SEG is refused before any kernel runs, not left to give wrong gradients."""
+    """The backward restarts from states saved every SEG steps: a forward tile with another SEG
+    than its backward's is refused before any kernel runs, not left to give wrong gradients
+    (both layouts that save them, and chunk_pipe's tile sets whichever would be chosen)."""
     from statetrack.ops.selective_scan import triton_impl as ti
 
-    monkeypatch.setattr(ti, "PIPE_FWD_CONFIG", ti.ScanConfig(BT=8, BD=32, SEG=128))
-    ins = ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match=r"PIPE_FWD_CONFIG.SEG = 128 .* BWD_CONFIG.SEG = 64"):
-        ti._forward(*[t.float() for t in ins], 0.0, 1.0, True, pipe=True)
+    ins = [t.float() for t in ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))]
+    f128, b64 = ti.ScanConfig(BT=8, BD=32, SEG=128), ti.ScanConfig(BT=4, BD=32, SEG=64)
+    monkeypatch.setattr(ti, "FWD_CONFIG", f128)
+    with pytest.raises(ValueError, match=r"FWD_CONFIG.SEG = 128 .* BWD_CONFIG.SEG = 64"):
+        ti._forward(*ins, 0.0, 1.0, True, pipe=False)
+    for bad in ("many", "few"):
+        tiles = {"many": (b64, b64), "few": (b64, b64), bad: (f128, b64)}
+        monkeypatch.setattr(ti, "PIPE_TILES", ti.PipeTiles(**tiles))
+        with pytest.raises(ValueError, match=rf"PIPE_TILES.{bad} has forward SEG = 128"):
+            ti._forward(*ins, 0.0, 1.0, True, pipe=True)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("tiles", ["many", "few"])
+@pytest.mark.parametrize("T", [65, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.usefixtures("nan_empty")
+def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both of chunk_pipe's tile sets (PIPE_TILES; the test shape has too few programs for
+    "many" unless forced) equal the float64 loop at [−1, 1]."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    forced = dataclasses.replace(ti.PIPE_TILES, many_per_sm=0 if tiles == "many" else 10**6)
+    monkeypatch.setattr(ti, "PIPE_TILES", forced)
+    assert ti.pipe_tiles(2, 80, torch.device("cuda")) == getattr(forced, tiles)
+    inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])

@@ -98,6 +98,7 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             FWD_CONFIG,
             LANES_BWD_CONFIG,
             LANES_CONFIG,
+            PIPE_TILES,
         )
         from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
         from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
@@ -105,6 +106,7 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
 
         bf16 = ("x", "dt", "Bm", "Cm", "z", "y", "dy", "dx", "ddt", "dz")
         flags = dict(NP=16, HAS_D=True, HAS_Z=True, HAS_BIAS=True)
+        pf, pb = PIPE_TILES.many
         return [
             KernelSpec("ss_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
                        dict(flags, BT=FWD_CONFIG.BT, BD=FWD_CONFIG.BD, SEG=FWD_CONFIG.SEG,
@@ -112,6 +114,13 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
                             HAS_DHT=False, PIPE=False)),
+            # chunk_pipe at its "many programs" tiles (the Table 3 training shape's)
+            KernelSpec("ss_pipe_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
+                       dict(flags, BT=pf.BT, BD=pf.BD, SEG=pf.SEG, HAS_H0=False, SAVE=True,
+                            PIPE=True), pf.num_warps),
+            KernelSpec("ss_pipe_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
+                       dict(flags, BT=pb.BT, BD=pb.BD, SEG=pb.SEG, HAS_DHT=False, PIPE=True),
+                       pb.num_warps),
             KernelSpec("ss_lanes_fwd", ss_lanes_fwd_kernel, _types(ss_lanes_fwd_kernel, bf16),
                        dict(flags, BT=LANES_CONFIG.BT, BD=LANES_CONFIG.BD, SEG=BWD_CONFIG.SEG,
                             HAS_H0=False, SAVE=True), LANES_CONFIG.num_warps),

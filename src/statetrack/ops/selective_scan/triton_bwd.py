@@ -131,8 +131,11 @@ def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b
     b_p = tl.sum(tl.where(at_t0, f_a * b_p[None, :, :] + f_b, 0.0), axis=0)
     b_gh = b_g * b_hp  # ∂L/∂a_t
     o_tn = i_b * T * N + o_t[:, None] * N + o_n[None, :]
-    tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn)
-    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn)
+    # relaxed: only the sums at the kernel's end matter. The default (acq_rel) puts a
+    # MEMBAR.ALL.GPU, ERRBAR and CCTL.IVALL around every atomic (Triton 3.6 SASS): 8.9% of the
+    # backward's stall samples in session 7's profile (logs/h200_scan_ncu_chunk_pipe_sass_s7.md)
+    tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn, sem="relaxed")
+    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn, sem="relaxed")
     b_gE = b_gh * b_E
     # the three sums over the states (split over the warps) in one reduction: one round trip
     # through shared memory and its barriers instead of three

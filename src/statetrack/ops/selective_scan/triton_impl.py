@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -28,11 +29,52 @@ class ScanConfig:
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
 BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
-# the "chunk_pipe" forward: BT = 4 was the fastest of BT = 4, 8, 16 at all four benchmark
-# shapes in session 6's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s6.log; 162
-# registers offline, 3 programs per multiprocessor; the GPU tests then ran at BT = 8). Its
-# backward keeps BWD_CONFIG (255 registers, no spill).
-PIPE_FWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)
+
+
+@dataclass(frozen=True)
+class PipeTiles:
+    """The "chunk_pipe" layout's tiles, chosen per call by how many programs the grid has
+    (cdiv(Dm, 32) · B): ``many`` when that is at least ``many_per_sm`` per multiprocessor, else
+    ``few`` (fewer programs want more warps each). Each pair is (forward, backward); the two
+    share SEG, the spacing of the saved states the backward restarts from."""
+
+    many: tuple[ScanConfig, ScanConfig]
+    few: tuple[ScanConfig, ScanConfig]
+    many_per_sm: int = 2
+
+
+# Session 7's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s7.log, [−1, 1], bf16), ms:
+#   forward BT = 4 at 1 / 2 / 4 warps: (8, 2048, 2048) 0.587 / 0.604 / 1.066;
+#     (4, 8192, 1536) 2.254 / 2.057 / 2.471; (256, 40, 256) 0.053 / 0.074 / 0.117;
+#     (256, 256, 256) 0.202 / 0.226 / 0.529
+#   forward+backward, backward (BT, warps) = (2, 2) / (4, 4) / (2, 4): 5.556 / 6.648 / 8.359;
+#     13.517 at (4, 4) against 18.470 at (2, 2); 0.923 / 1.029 / 1.061; 2.888 / 3.487 / 4.251
+# That is 512, 192, 2048 and 2048 programs on 132 multiprocessors: the one shape under 2 per
+# multiprocessor, (4, 8192, 1536), is the one that wants more warps.
+PIPE_TILES = PipeTiles(
+    many=(ScanConfig(BT=4, BD=32, SEG=64, num_warps=1), ScanConfig(BT=2, BD=32, SEG=64,
+                                                                   num_warps=2)),
+    few=(ScanConfig(BT=4, BD=32, SEG=64, num_warps=2), ScanConfig(BT=4, BD=32, SEG=64,
+                                                                  num_warps=4)))
+
+
+@functools.cache
+def _sm_count(device_index: int) -> int:
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def pipe_tiles(Bsz: int, Dm: int, device: torch.device) -> tuple[ScanConfig, ScanConfig]:
+    """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of Dm channels."""
+    tiles = PIPE_TILES
+    for name, (f, b) in (("many", tiles.many), ("few", tiles.few)):
+        if f.SEG != b.SEG:
+            raise ValueError(f"selective_scan: PIPE_TILES.{name} has forward SEG = {f.SEG} and "
+                             f"backward SEG = {b.SEG}; the backward restarts from the states the "
+                             "forward saves, so they must be equal")
+    sms = _sm_count(device.index if device.index is not None else 0) if device.type == "cuda" \
+        else 1
+    programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
+    return tiles.many if programs >= tiles.many_per_sm * sms else tiles.few
 
 
 @dataclass(frozen=True)
@@ -48,12 +90,14 @@ class LanesConfig:
 LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
 # "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
-# this chunk's scans, by hand (README, "Prefetching the next chunk"; untimed, session 5);
+# this chunk's scans, by hand (README, "Prefetching the next chunk"), with tiles chosen per call
+# (PIPE_TILES); faster than "chunk" at every benchmark shape and pass in sessions 6 and 7 on the
+# H200, except forward+backward at (256, 40, 256, 16) [0, 1] in session 7 (0.995 against 0.787
+# ms at the old tiles; at [−1, 1] 0.881 against 0.917), so it is the default;
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
-# Both forwards save the state every BWD_CONFIG.SEG steps, so either backward can follow either
-# forward; the backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when
-# set, overrides LAYOUT; both are read at every call.
-LAYOUT: str = "chunk"
+# The backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when set,
+# overrides LAYOUT; both are read at every call.
+LAYOUT: str = "chunk_pipe"
 # chosen by offline resources (README): no spills, ≥ 4 programs per multiprocessor; timed on
 # the H200 in session 5: slower than "chunk" at every shape (README)
 LANES_CONFIG = LanesConfig(BT=128, BD=4, num_warps=4)  # 112 registers
@@ -82,11 +126,14 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = PIPE_FWD_CONFIG if pipe else FWD_CONFIG
-    if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
-        name = "PIPE_FWD_CONFIG" if pipe else "FWD_CONFIG"
-        raise ValueError(f"selective_scan: {name}.SEG = {cfg.SEG} differs from "
-                         f"BWD_CONFIG.SEG = {BWD_CONFIG.SEG}, the spacing of the saved states")
+    if pipe:  # pipe_tiles checks that forward and backward share SEG
+        cfg = pipe_tiles(Bsz, Dm, x.device)[0]
+    else:
+        cfg = FWD_CONFIG
+        if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
+            raise ValueError(f"selective_scan: FWD_CONFIG.SEG = {cfg.SEG} differs from "
+                             f"BWD_CONFIG.SEG = {BWD_CONFIG.SEG}, the spacing of the saved "
+                             "states")
     n_seg = triton.cdiv(T, cfg.SEG)
     y = torch.empty_like(x)
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
@@ -165,7 +212,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = BWD_CONFIG
+    cfg = pipe_tiles(Bsz, Dm, x.device)[1] if pipe else BWD_CONFIG
     grads = _grad_buffers(x, dt, z, N, zero_dA=False)  # written once per program
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=x.device,

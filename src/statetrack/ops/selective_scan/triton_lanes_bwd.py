@@ -73,11 +73,11 @@ def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dy
     tl.store(p_p, b_p, mask=m_d)
     b_gE = b_g * b_hp * b_E  # ∂L/∂a_t · E_t
     o_tn = i_b * T * N + o_t * N + n
-    tl.atomic_add(dC + o_tn, tl.sum(b_dyg * b_h, axis=1), mask=m_t)
-    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd, axis=1), mask=m_t)
+    tl.atomic_add(dC + o_tn, tl.sum(b_dyg * b_h, axis=1), mask=m_t, sem="relaxed")
+    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd, axis=1), mask=m_t, sem="relaxed")
     # Δ = 0 past T, so those steps add nothing to dA
     tl.atomic_add(dA_part + (i_b * N + n) * Dm + o_d, width * tl.sum(b_gE * b_delta, axis=0),
-                  mask=m_d)
+                  mask=m_d, sem="relaxed")  # no fences: only the final sums matter
     b_gB += b_g * b_B[:, None]
     b_gEA += b_gE * b_A[None, :]
     b_yp += b_h * b_C[:, None]
