@@ -82,6 +82,45 @@ def test_resume_reaches_the_same_weights_and_metrics_bitwise(
         assert whole[key] == resumed[key]
 
 
+@pytest.mark.skipif(trainer.CHECKPOINT_SIGNAL is None, reason="no SIGUSR1 on this platform")
+def test_a_signal_checkpoints_the_current_step_and_resuming_from_it_changes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGUSR1 during step 5 (done = 5: neither a log step nor a periodic checkpoint, so the
+    log window's sums are mid-way) checkpoints step 5; a run cut at step 7 and resumed from it
+    ends with the same weights, metrics and evaluation as one never cut. Once training is over
+    the previous handler is back."""
+    import os
+    import signal
+
+    config = tiny()
+    whole = train(config, tmp_path / "whole", quiet=True)
+    original = trainer._train_step
+
+    def step(run, index, lr, params, sums):
+        if index == 4:
+            os.kill(os.getpid(), trainer.CHECKPOINT_SIGNAL)
+        if index == 7:
+            raise Interrupt
+        return original(run, index, lr, params, sums)
+
+    before = signal.getsignal(trainer.CHECKPOINT_SIGNAL)
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "_train_step", step)
+        with pytest.raises(Interrupt):
+            train(config, tmp_path / "cut", quiet=True)
+    assert signal.getsignal(trainer.CHECKPOINT_SIGNAL) is before
+    state = json.loads((tmp_path / "cut/checkpoint/state.json").read_text())
+    assert state["step"] == 5 and state["log_sums"]["steps"] == 2  # steps 4 and 5 of window
+    resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
+    a = load_file(str(tmp_path / "whole/checkpoint/model.safetensors"))
+    b = load_file(str(tmp_path / "cut/checkpoint/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (untimed(rundir.read_metrics(tmp_path / "whole"))
+            == untimed(rundir.read_metrics(tmp_path / "cut")))
+    for key in ("accuracy", "scaled_accuracy", "final_train_loss"):
+        assert whole[key] == resumed[key]
+
+
 def test_checkpoints_hold_no_pickles_and_restore_the_optimizer(tmp_path: Path) -> None:
     train(tiny(), tmp_path / "run", quiet=True)
     files = sorted(p.name for p in (tmp_path / "run/checkpoint").iterdir())

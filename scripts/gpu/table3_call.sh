@@ -26,7 +26,7 @@ OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"  # at most 8 files come back: l
 WORK=${WORK:-/tmp/st_table3}
 PER_GPU=${PER_GPU:-3}  # at 4 the GPUs were already at 100%; fewer runs each finish sooner
 phase=$1; budget=$2
-deadline=$(( $(date +%s) + budget - 30 ))  # leave time to pack
+deadline=$(( $(date +%s) + budget - 60 ))  # leave time to checkpoint (up to 30 s) and pack
 FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/mamba_neg/*'
        --first 'mod_arith/deltanet/*' --first 'mod_arith/mamba/*' --first 'mod_arith/slstm/*')
 if [ -n "${FIRST_ORDER:-}" ]; then  # e.g. FIRST_ORDER='mod_arith/mamba_neg/* mod_arith/mamba/*'
@@ -113,6 +113,25 @@ start_sweep() {
 # [s]: the pattern must not match the command line of the shell that runs this script
 sweep_alive() { pgrep -f "[s]tatetrack sweep sweeps/table3.yaml" >/dev/null; }
 
+request_checkpoints() {
+  # Each training process saves its current step (SIGUSR1, statetrack.experiment.trainer), so
+  # a call that ends the session does not lose the steps since the last periodic checkpoint
+  # (session 7: 1,600-4,800 steps per run, 10-20% of a call). Only processes at least 60 s old
+  # are signalled: a younger one may not have its handler yet, and SIGUSR1 would end it.
+  local marker=$WORK/.checkpoint_request n=0 pid waited=0
+  touch "$marker"
+  for pid in $(pgrep -f "[s]tatetrack train"); do
+    [ "$(ps -o etimes= -p "$pid" | tr -d ' ')" -ge 60 ] 2>/dev/null && kill -USR1 "$pid" \
+      && n=$((n + 1))
+  done
+  while [ "$waited" -lt 30 ] && \
+      [ "$(find "$WORK/runs" -name state.json -newer "$marker" | wc -l)" -lt "$n" ]; do
+    sleep 1; waited=$((waited + 1))
+  done
+  log "asked $n runs for a checkpoint; $(find "$WORK/runs" -name state.json -newer "$marker" \
+    | wc -l) written in ${waited} s"
+}
+
 pack() {
   # Checkpoints of the unfinished runs first, then the finished runs: the sweep keeps running
   # while this packs, and a run that finishes in between then comes back in both (harmless)
@@ -154,4 +173,5 @@ case "$phase" in
   *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
 esac
 follow
+sweep_alive && request_checkpoints
 pack

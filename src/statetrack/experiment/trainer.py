@@ -5,13 +5,19 @@ Every step draws a fresh batch at the training lengths from ``numpy.random.defau
 and takes one AdamW step on the cross-entropy at the labelled positions. The learning rate
 follows :func:`statetrack.experiment.schedule.learning_rate`. The loop never waits for the device
 except at log steps: loss and accuracy are summed on the device and read every ``log_every``.
+SIGUSR1 asks a running training for a checkpoint at the end of its current step (a GPU session
+about to end keeps the latest step, not the last periodic checkpoint); results do not change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +115,29 @@ class Run:
     quiet: bool
     batches: Batches | None = None
     graphed: GraphedStep | None = None  # the CUDA-graph step, when training.cuda_graphs applies
+    checkpoint_requested: bool = False  # set by CHECKPOINT_SIGNAL, cleared by the checkpoint
+
+
+# asks a training process for a checkpoint at the end of its current step (POSIX only)
+CHECKPOINT_SIGNAL = getattr(signal, "SIGUSR1", None)
+
+
+@contextlib.contextmanager
+def _checkpoint_on_signal(run: Run) -> Iterator[None]:
+    """While the step loop runs, CHECKPOINT_SIGNAL sets ``run.checkpoint_requested``. Only the
+    main thread may install a handler; elsewhere (or without the signal) nothing changes."""
+    if CHECKPOINT_SIGNAL is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request(signum: int, frame: object) -> None:
+        run.checkpoint_requested = True
+
+    previous = signal.signal(CHECKPOINT_SIGNAL, request)
+    try:
+        yield
+    finally:
+        signal.signal(CHECKPOINT_SIGNAL, previous)
 
 
 def train(config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
@@ -165,7 +194,8 @@ def _train_loop(run: Run, state: TrainState) -> TrainState:
     bar = tqdm(total=t.steps, initial=state.step, unit="step", dynamic_ncols=True,
                disable=run.quiet or not sys.stderr.isatty(), file=sys.stderr)
     try:
-        state = _steps(run, state, params, sums, bar)
+        with _checkpoint_on_signal(run):
+            state = _steps(run, state, params, sums, bar)
     finally:
         run.batches.close()
         bar.close()
@@ -193,10 +223,14 @@ def _steps(run: Run, state: TrainState, params: list[torch.nn.Parameter],
             if bar.disable and not run.quiet:
                 print(_log_line(record, t.steps), file=sys.stderr)
             window_start = time.perf_counter()
-        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps:
+        requested, run.checkpoint_requested = run.checkpoint_requested, False
+        if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps \
+                or requested:
             state = TrainState(done, start_seconds + time.perf_counter() - wall_start,
                                _host_sums(sums))
             _checkpoint(run, state, params)
+            if requested and not run.quiet:
+                print(f"checkpoint at step {done} (requested by signal)", file=sys.stderr)
     return state
 
 
