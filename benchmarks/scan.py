@@ -170,8 +170,8 @@ def sweep_pipe() -> None:
             line("fwd", shape, f"BT={bt} BD={bd} nw={nw}", truth)
         # backward (forward at base_f): BD = 16 at 1 warp has no spill offline (1,888 SASS
         # instructions at BT = 2; BD = 32 at 1 warp spills 168 words), twice the programs
-        for bt, bd, nw in ((4, 32, 4), (2, 32, 2), (2, 32, 4), (2, 16, 1), (2, 16, 2),
-                           (4, 16, 2)):
+        for bt, bd, nw in ((4, 32, 4), (2, 32, 2), (2, 32, 4), (2, 64, 4), (2, 16, 1),
+                           (2, 16, 2), (4, 16, 2)):
             force(base_f, ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw))
             line("fwdbwd", shape, f"bwd BT={bt} BD={bd} nw={nw}", truth)
     ti.PIPE_TILES = base
