@@ -103,6 +103,34 @@ def test_import_drops_checkpoints_of_runs_committed_since(tmp_path: Path) -> Non
     assert {str(n) for n in names} == {"mod_arith/mlstm/seed=0"}
 
 
+def test_import_keeps_older_checkpoints_of_runs_the_call_did_not_bring(tmp_path: Path) -> None:
+    """A run whose checkpoint the call left out (pack_partial.py's size limit) keeps the one
+    carried before; a run the call brought takes the call's, whole (its older files do not
+    survive beside it)."""
+    call = fake_call(tmp_path)
+    before = tmp_path / "before"
+    make_run(before / "runs", "mod_arith/deltanet/seed=1", finished=False, step=55000)
+    (before / "runs/mod_arith/deltanet/seed=1/checkpoint/stale.bin").write_bytes(b"old")
+    make_run(before / "runs", "mod_arith/slstm/seed=2", finished=False, step=10000)
+    partial = tmp_path / "partial"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "pack_partial.py"),
+                    str(before / "runs"), str(partial)],
+                   check=True, env={"PYTHONPATH": str(ROOT / "src")}, capture_output=True)
+    tool = load_import_tool()
+    assert tool.main([str(call), "--results", str(tmp_path / "results"),
+                      "--partial", str(partial)]) == 0
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    blob = b"".join(p.read_bytes() for p in sorted(partial.glob("partial.tar.part*")))
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(restored, filter="data")
+    steps = {str(p.parent.parent.relative_to(restored / "runs")):
+             json.loads(p.read_text())["step"] for p in restored.rglob("state.json")}
+    assert steps == {"mod_arith/deltanet/seed=1": 70000, "mod_arith/mlstm/seed=0": 5000,
+                     "mod_arith/slstm/seed=2": 10000}
+    assert not (restored / "runs/mod_arith/deltanet/seed=1/checkpoint/stale.bin").exists()
+
+
 def test_import_refuses_a_directory_without_the_runs_archive(tmp_path: Path) -> None:
     """Pointing it at the wrong folder changes nothing and says why."""
     partial = tmp_path / "partial"

@@ -7,10 +7,11 @@ CALL_DIR holds the call's files (table3_runs.tar.gz, partial.tar.part*, logs.tar
 
 1. copies every finished run that `--results` lacks (config.yaml, summary.json, eval.csv,
    metrics.jsonl; the tar holds nothing else) into it, and lists them;
-2. replaces `--partial` with the call's checkpoints, less any run that is finished by now, so the
-   next call resumes exactly the unfinished runs. A finished run left out of `--results` would
-   otherwise be trained again from step 0 by the next call (session 7 lost two sLSTM runs' worth
-   of GPU time that way);
+2. rewrites `--partial` as the call's checkpoints, plus the older ones already there of runs the
+   call did not bring (pack_partial.py leaves runs out over its size limit), less any run that
+   is finished by now, so the next call resumes exactly the unfinished runs. A finished run left
+   out of `--results` would otherwise be trained again from step 0 by the next call (session 7
+   lost two sLSTM runs' worth of GPU time that way);
 3. with `--logs-tag`, keeps the call's per-run rates and GPU trace as
    `--results`/logs/{rates,gpu_util}_TAG.*.
 
@@ -29,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 RUN_FILES = ("config.yaml", "summary.json", "eval.csv", "metrics.jsonl")
 PIECE = 15 << 20  # the size of pack_partial.py's pieces
+CARRY_WARN = 56 << 20  # pack_partial.py's limit; the working tree travels beside it
 
 
 def run_of(member: str) -> PurePosixPath | None:
@@ -58,27 +60,42 @@ def import_finished(call: Path, results: Path) -> tuple[list[str], set[str]]:
     return new, finished
 
 
-def replace_partial(call: Path, partial: Path, finished: set[str]) -> list[str]:
-    """Write the call's checkpoints less the finished runs to `partial`; return the runs kept."""
-    pieces = sorted(call.glob("partial.tar.part*"))
-    data = b"".join(p.read_bytes() for p in pieces)
-    kept: set[str] = set()
-    out = io.BytesIO()
+def _runs_in_pieces(folder: Path) -> dict[str, list[tuple[tarfile.TarInfo, bytes | None]]]:
+    """The members of the tar split into folder/partial.tar.part*, grouped by run."""
+    data = b"".join(p.read_bytes() for p in sorted(folder.glob("partial.tar.part*")))
+    runs: dict[str, list[tuple[tarfile.TarInfo, bytes | None]]] = {}
     if data:
-        with tarfile.open(fileobj=io.BytesIO(data)) as src, \
-                tarfile.open(fileobj=out, mode="w") as dst:
+        with tarfile.open(fileobj=io.BytesIO(data)) as src:
             for m in src.getmembers():
                 run = run_of(m.name)
-                if run is None or str(run) in finished:
-                    continue
-                kept.add(str(run))
-                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+                if run is not None:
+                    body = src.extractfile(m).read() if m.isfile() else None
+                    runs.setdefault(str(run), []).append((m, body))
+    return runs
+
+
+def merge_partial(call: Path, partial: Path, finished: set[str]) -> tuple[list[str], list[str]]:
+    """Rewrite `partial` as the call's checkpoints plus the older ones in `partial` of runs the
+    call did not bring (left out over its size limit, or a pack that failed), less every
+    finished run; a run's files come whole from one source. Returns (runs kept, runs kept
+    from the older checkpoints)."""
+    older, brought = _runs_in_pieces(partial), _runs_in_pieces(call)
+    runs = {**older, **brought}  # the call's checkpoint of a run replaces the older one
+    kept = sorted(r for r in runs if r not in finished)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for run in kept:
+            for m, body in runs[run]:
+                dst.addfile(m, io.BytesIO(body) if body is not None else None)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     blob = out.getvalue() if kept else b""
     for i in range(0, len(blob), PIECE):
         (partial / f"partial.tar.part{i // PIECE:02d}").write_bytes(blob[i:i + PIECE])
-    return sorted(kept)
+    if len(blob) > CARRY_WARN:
+        print(f"warning: {partial} holds {len(blob) / (1 << 20):.1f} MiB; a call carries at most "
+              "64 MiB with the working tree", file=sys.stderr)
+    return kept, [r for r in kept if r not in brought]
 
 
 def keep_logs(call: Path, results: Path, tag: str) -> list[Path]:
@@ -110,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     new, finished = import_finished(args.call, args.results)
     committed = {str(p.parent.relative_to(args.results))
                  for p in args.results.rglob("summary.json")}
-    kept = replace_partial(args.call, args.partial, finished | committed)
+    kept, older = merge_partial(args.call, args.partial, finished | committed)
     print(f"{len(new)} new finished runs copied into {args.results}:")
     for run in new:
         print(f"  {run}")
     print(f"{len(kept)} unfinished runs' checkpoints in {args.partial} (carry it):")
     for run in kept:
-        print(f"  {run}")
+        print(f"  {run}" + (" (an older checkpoint: the call brought none)" if run in older
+                            else ""))
     for path in keep_logs(args.call, args.results, args.logs_tag) if args.logs_tag else []:
         print(f"kept {path}")
     return 0

@@ -71,8 +71,7 @@ def pipe_tiles(Bsz: int, Dm: int, device: torch.device) -> tuple[ScanConfig, Sca
             raise ValueError(f"selective_scan: PIPE_TILES.{name} has forward SEG = {f.SEG} and "
                              f"backward SEG = {b.SEG}; the backward restarts from the states the "
                              "forward saves, so they must be equal")
-    sms = _sm_count(device.index if device.index is not None else 0) if device.type == "cuda" \
-        else 1
+    sms = _sm_count(device.index or 0) if device.type == "cuda" else 1
     programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
     return tiles.many if programs >= tiles.many_per_sm * sms else tiles.few
 
