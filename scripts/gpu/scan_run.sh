@@ -1,6 +1,6 @@
 #!/bin/bash
 # One GPU call: scan tests (compiled kernels) then benchmarks/scan.py; logs and JSON under $OUT.
-# usage: [SCAN_NCU="chunk chunk_pipe"] scripts/gpu/scan_run.sh [--sweep [LAYOUT ...]] [--layouts chunk chunk_pipe lanes]
+# usage: [SCAN_NCU="chunk chunk_pipe"] [SCAN_TAR=1] scripts/gpu/scan_run.sh [--sweep [LAYOUT ...]] [--layouts chunk chunk_pipe lanes]
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 set -o pipefail
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/smi.log"
@@ -22,4 +22,10 @@ if [ -n "${SCAN_NCU:-}" ] && command -v ncu >/dev/null; then
   done
   # one archive: a call brings back at most 8 files
   (cd "$OUT" && tar czf ncu.tar.gz ncu_* && rm -f ncu_*)
+fi
+# SCAN_TAR=1: everything above in one archive, so the same call can run table3_call.sh after
+# this and stay within the 8 files a call brings back
+if [ -n "${SCAN_TAR:-}" ]; then
+  (cd "$OUT" && tar czf scan.tar.gz --ignore-failed-read smi.log tests.log h200_scan.json \
+     bench.log ncu.tar.gz 2>/dev/null; rm -f smi.log tests.log h200_scan.json bench.log ncu.tar.gz)
 fi
