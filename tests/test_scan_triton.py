@@ -149,16 +149,20 @@ INTERPRETED = textwrap.dedent("""
     ti.PIPE_TILES = ti.PipeTiles(
         many=(ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=2, BD=4, SEG=8)),
         few=(ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=4, BD=4, SEG=8)))
-    PIPE = {"chunk_pipe": 1, "chunk_pipe_few": 100}  # many_per_sm: 4 programs here
+    # (layout, many_per_sm): the grid here has 4 programs, so 1 picks "many" and 100 "few"
+    CASES = {"chunk": ("chunk", 1), "chunk_pipe": ("chunk_pipe", 1),
+             "chunk_pipe_few": ("chunk_pipe", 100)}
+
+    def use(case):
+        ti.LAYOUT, per_sm = CASES[case]
+        ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many_per_sm=per_sm)
     li = importlib.import_module("statetrack.ops.linear_scan.triton_impl")
     li.BT, li.BF = 4, 8
     for T in (1, 13):
         # chunk_pipe: the same kernels without the branches around chunks past T
-        for eig, layout in itertools.product((EigRange(0.0, 1.0), EigRange(-1.0, 1.0)),
-                                             ("chunk", "chunk_pipe", "chunk_pipe_few")):
-            ti.LAYOUT = layout[:10]
-            ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many_per_sm=PIPE.get(layout, 1))
-            assert ti.pipe_tiles(2, 6, torch.device("cpu"))[1].BT == (4 if "few" in layout else 2)
+        for eig, case in itertools.product((EigRange(0.0, 1.0), EigRange(-1.0, 1.0)), CASES):
+            use(case)
+            assert ti.pipe_tiles(2, 6, torch.device("cpu"))[1].BT == (4 if "few" in case else 2)
             gen = torch.Generator().manual_seed(T)
             inputs = tst.ss_inputs(2, T, 6, 3, "cpu", gen)
             tst.ss_check(inputs, eig, torch.float32, 1e-4)
@@ -167,11 +171,10 @@ INTERPRETED = textwrap.dedent("""
         gen = torch.Generator().manual_seed(T)
         ins = [t.float() for t in tst.ss_inputs(2, T, 6, 3, "cpu", gen)]
         outs = {}
-        for layout in ("chunk", "chunk_pipe", "chunk_pipe_few"):
-            ti.LAYOUT = layout[:10]
-            ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many_per_sm=PIPE.get(layout, 1))
+        for case in CASES:
+            use(case)
             with torch.no_grad():
-                outs[layout] = ti.selective_scan_triton(*ins[:8], EigRange(-1.0, 1.0), ins[8],
+                outs[case] = ti.selective_scan_triton(*ins[:8], EigRange(-1.0, 1.0), ins[8],
                                                         output_final_state=True)
         for pipe in ("chunk_pipe", "chunk_pipe_few"):
             for a, b in zip(outs["chunk"], outs[pipe], strict=True):
