@@ -6,24 +6,18 @@ under ``TRITON_INTERPRET=1`` in a subprocess (the variable must be set before Tr
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from repo_scripts import ROOT, load_script
 from triton_interpreter_shim import run_interpreted
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECK_SCRIPT = ROOT / "scripts" / "gpu" / "check_delta_rule_triton.py"
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 def _load_checker():
-    spec = importlib.util.spec_from_file_location("check_delta_rule_triton", CHECK_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/gpu/check_delta_rule_triton.py")
 
 
 def _tolerance(dtype: torch.dtype) -> float:

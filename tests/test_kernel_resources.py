@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("triton")
 
 
 def load_tool():  # noqa: ANN201 (a module)
-    spec = importlib.util.spec_from_file_location(
-        "kernel_resources", ROOT / "scripts" / "dev" / "kernel_resources.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/dev/kernel_resources.py")
 
 
 def test_reports_registers_that_grow_with_the_tile(capsys: pytest.CaptureFixture) -> None:

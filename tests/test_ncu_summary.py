@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADER = ('"Address","Source","Warp Stall Sampling (All Samples)","Instructions Executed",'
           '"L1 Wavefronts Shared","L1 Wavefronts Shared Excessive","stall_barrier",'
           '"stall_membar","stall_barrier (Not Issued)"')
 
 
 def load_tool():  # noqa: ANN201 (a module)
-    spec = importlib.util.spec_from_file_location(
-        "ncu_sass_summary", ROOT / "scripts" / "dev" / "ncu_sass_summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/dev/ncu_sass_summary.py")
 
 
 def export(kernels: dict[str, list[str]]) -> str:

@@ -19,14 +19,12 @@ def test_readme_python_blocks_run() -> None:
 def test_readme_delta_rule_table_is_the_committed_benchmark() -> None:
     """The README's delta-rule table is what ``benchmarks/delta_rule.py --table`` prints for
     the committed H200 JSON: no number in it was typed by hand."""
-    import importlib.util
     import json
 
+    from repo_scripts import load_script
+
     root = README.parent
-    spec = importlib.util.spec_from_file_location("bench_delta_rule",
-                                                  root / "benchmarks" / "delta_rule.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/delta_rule.py")
     records = json.loads((root / "benchmarks" / "results" / "h200_delta_rule.json").read_text())
     table = bench.markdown_table(records)
     assert len(table.splitlines()) == 2 + len(records) // 2  # a row per shape and pass
@@ -36,13 +34,12 @@ def test_readme_delta_rule_table_is_the_committed_benchmark() -> None:
 def test_readme_scan_table_is_the_committed_benchmark() -> None:
     """The README's selective-scan table is what ``benchmarks/scan.py --table`` prints for the
     committed H200 JSON."""
-    import importlib.util
     import json
 
+    from repo_scripts import load_script
+
     root = README.parent
-    spec = importlib.util.spec_from_file_location("bench_scan", root / "benchmarks" / "scan.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/scan.py")
     records = json.loads((root / "benchmarks" / "results" / "h200_scan.json").read_text())
     table = bench.markdown_table(records)
     assert len(table.splitlines()) == 2 + 8  # four shapes, two passes

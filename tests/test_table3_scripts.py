@@ -3,7 +3,6 @@ unfinished runs' checkpoints there, scripts/gpu/table3_import.py takes a call's 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -11,15 +10,11 @@ import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_scripts import ROOT, load_script
 
 
 def load_import_tool():  # noqa: ANN201 (a module)
-    spec = importlib.util.spec_from_file_location(
-        "table3_import", ROOT / "scripts" / "gpu" / "table3_import.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/gpu/table3_import.py")
 
 
 def make_run(root: Path, name: str, *, finished: bool, step: int = 0) -> Path:
@@ -37,6 +32,13 @@ def make_run(root: Path, name: str, *, finished: bool, step: int = 0) -> Path:
     return run
 
 
+def pack_partial(runs: Path, out: Path, *options: str) -> None:
+    """scripts/gpu/pack_partial.py, run as table3_call.sh runs it on the device."""
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "pack_partial.py"),
+                    str(runs), str(out), *options],
+                   check=True, env={"PYTHONPATH": str(ROOT / "src")}, capture_output=True)
+
+
 def fake_call(tmp_path: Path) -> Path:
     """A device call's files, made by the same commands table3_call.sh runs there."""
     work = tmp_path / "work"
@@ -45,9 +47,7 @@ def fake_call(tmp_path: Path) -> Path:
     make_run(work / "runs", "mod_arith/deltanet/seed=1", finished=False, step=70000)
     make_run(work / "runs", "mod_arith/mlstm/seed=0", finished=False, step=5000)
     call = tmp_path / "call"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "pack_partial.py"),
-                    str(work / "runs"), str(call), "--piece-mib", "0.001"],
-                   check=True, env={"PYTHONPATH": str(ROOT / "src")}, capture_output=True)
+    pack_partial(work / "runs", call, "--piece-mib", "0.001")
     with tarfile.open(call / "table3_runs.tar.gz", "w:gz") as tar:
         for summary in (work / "runs").rglob("summary.json"):
             for f in ("config.yaml", "summary.json", "eval.csv", "metrics.jsonl"):
@@ -113,9 +113,7 @@ def test_import_keeps_older_checkpoints_of_runs_the_call_did_not_bring(tmp_path:
     (before / "runs/mod_arith/deltanet/seed=1/checkpoint/stale.bin").write_bytes(b"old")
     make_run(before / "runs", "mod_arith/slstm/seed=2", finished=False, step=10000)
     partial = tmp_path / "partial"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu" / "pack_partial.py"),
-                    str(before / "runs"), str(partial)],
-                   check=True, env={"PYTHONPATH": str(ROOT / "src")}, capture_output=True)
+    pack_partial(before / "runs", partial)
     tool = load_import_tool()
     assert tool.main([str(call), "--results", str(tmp_path / "results"),
                       "--partial", str(partial)]) == 0

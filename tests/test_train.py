@@ -61,6 +61,16 @@ def stop_at(monkeypatch: pytest.MonkeyPatch, at_step: int, poison: bool = False)
     monkeypatch.setattr(trainer, "_train_step", step)
 
 
+def assert_same_run(whole: Path, cut: Path) -> None:
+    """Two run directories end with bitwise the same weights, metrics (timing aside) and
+    per-length evaluation."""
+    a = load_file(str(whole / "checkpoint/model.safetensors"))
+    b = load_file(str(cut / "checkpoint/model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert untimed(rundir.read_metrics(whole)) == untimed(rundir.read_metrics(cut))
+    assert (whole / "eval.csv").read_text() == (cut / "eval.csv").read_text()
+
+
 def test_resume_reaches_the_same_weights_and_metrics_bitwise(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny()
@@ -71,13 +81,7 @@ def test_resume_reaches_the_same_weights_and_metrics_bitwise(
             train(config, tmp_path / "cut", quiet=True)
     assert not (tmp_path / "cut" / rundir.SUMMARY).exists()
     resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
-    a = load_file(str(tmp_path / "whole/checkpoint/model.safetensors"))
-    b = load_file(str(tmp_path / "cut/checkpoint/model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (untimed(rundir.read_metrics(tmp_path / "whole"))
-            == untimed(rundir.read_metrics(tmp_path / "cut")))
-    assert ((tmp_path / "whole/eval.csv").read_text()
-            == (tmp_path / "cut/eval.csv").read_text())
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
     for key in ("accuracy", "scaled_accuracy", "steps", "final_train_loss"):
         assert whole[key] == resumed[key]
 
@@ -112,11 +116,7 @@ def test_a_signal_checkpoints_the_current_step_and_resuming_from_it_changes_noth
     state = json.loads((tmp_path / "cut/checkpoint/state.json").read_text())
     assert state["step"] == 5 and state["log_sums"]["steps"] == 2  # steps 4 and 5 of window
     resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
-    a = load_file(str(tmp_path / "whole/checkpoint/model.safetensors"))
-    b = load_file(str(tmp_path / "cut/checkpoint/model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert (untimed(rundir.read_metrics(tmp_path / "whole"))
-            == untimed(rundir.read_metrics(tmp_path / "cut")))
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
     for key in ("accuracy", "scaled_accuracy", "final_train_loss"):
         assert whole[key] == resumed[key]
 
