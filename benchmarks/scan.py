@@ -148,7 +148,7 @@ def sweep_pipe() -> None:
     base_f, base_b = base.many
 
     def force(f, b) -> None:
-        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0)
+        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0)
 
     def line(kind: str, shape, tile: str, truth: list[torch.Tensor]) -> None:
         err = max_rel_err(grads_of(shape), truth)
@@ -197,11 +197,14 @@ def sweep_lanes() -> None:
         ti.LANES_BWD_CONFIG = base_b
 
 
-def markdown_table(records: list[dict], layout: str = "chunk") -> str:
-    """The README's table of a results file, for one layout (records without a "layout" key,
-    written before there were two, count as "chunk"): ms at [0, 1] and [−1, 1], the torch
-    backend at [0, 1], the paper's CUDA kernel ([−1, 1]) and ours at [−1, 1] over it, GB/s and
+def markdown_table(records: list[dict], layout: str | None = None) -> str:
+    """The README's table of a results file, for one layout (default: the first record's, the
+    first of the run's --layouts; records without a "layout" key, written before there were
+    two, count as "chunk"): ms at [0, 1] and [−1, 1], the torch backend at [0, 1] ("-" where the
+    run had --no-torch), the paper's CUDA kernel ([−1, 1]) and ours at [−1, 1] over it, GB/s and
     the exp floor."""
+    if layout is None:
+        layout = records[0].get("layout", "chunk")
     rows: dict[tuple, dict] = {}
     for r in records:
         if r.get("layout", "chunk") != layout:

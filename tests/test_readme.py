@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -44,3 +46,6 @@ def test_readme_scan_table_is_the_committed_benchmark() -> None:
     table = bench.markdown_table(records)
     assert len(table.splitlines()) == 2 + 8  # four shapes, two passes
     assert table in README.read_text()
+    # and it is the layout selective_scan uses by default
+    ti = pytest.importorskip("statetrack.ops.selective_scan.triton_impl")
+    assert table == bench.markdown_table(records, ti.LAYOUT)

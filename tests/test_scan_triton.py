@@ -133,6 +133,29 @@ def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
     ls_check(a, b, h0, dtype, TOL[dtype])
 
 
+def test_pipe_tiles_choice() -> None:
+    """chunk_pipe takes its "many" tiles only for a grid of at least many_per_sm programs per
+    multiprocessor (a CPU counts as one) and a sequence longer than short_T; the defaults keep
+    forward and backward on one SEG."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    cpu = torch.device("cpu")
+    tiles = dataclasses.replace(ti.PIPE_TILES, many_per_sm=4, short_T=64)
+    bd = tiles.many[0].BD
+    assert tiles.many != tiles.few
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ti, "PIPE_TILES", tiles)
+        assert ti.pipe_tiles(4, 65, bd, cpu) == tiles.many  # 4 programs, T past short_T
+        assert ti.pipe_tiles(3, 65, bd, cpu) == tiles.few  # 3 programs
+        assert ti.pipe_tiles(1, 65, 4 * bd, cpu) == tiles.many  # programs also over channels
+        assert ti.pipe_tiles(1, 65, 3 * bd + 1, cpu) == tiles.many  # a partial block counts
+        assert ti.pipe_tiles(4, 64, bd, cpu) == tiles.few  # T = short_T
+    for f, b in (ti.PIPE_TILES.many, ti.PIPE_TILES.few):
+        assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
+
+
 INTERPRETED = textwrap.dedent("""
     import dataclasses
     import importlib
@@ -162,7 +185,7 @@ INTERPRETED = textwrap.dedent("""
         # chunk_pipe: the same kernels without the branches around chunks past T
         for eig, case in itertools.product((EigRange(0.0, 1.0), EigRange(-1.0, 1.0)), CASES):
             use(case)
-            assert ti.pipe_tiles(2, 6, torch.device("cpu"))[1].BT == (4 if "few" in case else 2)
+            assert ti.pipe_tiles(2, T, 6, torch.device("cpu"))[1].BT == (4 if "few" in case else 2)
             gen = torch.Generator().manual_seed(T)
             inputs = tst.ss_inputs(2, T, 6, 3, "cpu", gen)
             tst.ss_check(inputs, eig, torch.float32, 1e-4)
@@ -232,8 +255,9 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
 
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
-    forced = dataclasses.replace(ti.PIPE_TILES, many_per_sm=0 if tiles == "many" else 10**6)
+    forced = dataclasses.replace(ti.PIPE_TILES, many_per_sm=0 if tiles == "many" else 10**6,
+                                 short_T=0)
     monkeypatch.setattr(ti, "PIPE_TILES", forced)
-    assert ti.pipe_tiles(2, 80, torch.device("cuda")) == getattr(forced, tiles)
+    assert ti.pipe_tiles(2, T, 80, torch.device("cuda")) == getattr(forced, tiles)
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])

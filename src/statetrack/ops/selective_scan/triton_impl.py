@@ -33,29 +33,36 @@ BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200
 
 @dataclass(frozen=True)
 class PipeTiles:
-    """The "chunk_pipe" layout's tiles, chosen per call by how many programs the grid has
-    (cdiv(Dm, 32) · B): ``many`` when that is at least ``many_per_sm`` per multiprocessor, else
-    ``few`` (fewer programs want more warps each). Each pair is (forward, backward); the two
-    share SEG, the spacing of the saved states the backward restarts from."""
+    """The "chunk_pipe" layout's tiles, chosen per call: ``many`` when the grid has at least
+    ``many_per_sm`` programs per multiprocessor (cdiv(Dm, BD) · B, BD of ``many``'s forward)
+    and the sequence is longer than ``short_T`` steps, else ``few`` (fewer programs, or fewer
+    chunks per program, want more warps each). Each pair is (forward, backward); the two share
+    SEG, the spacing of the saved states the backward restarts from."""
 
     many: tuple[ScanConfig, ScanConfig]
     few: tuple[ScanConfig, ScanConfig]
     many_per_sm: int = 2
+    short_T: int = 0
 
 
-# Session 7's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s7.log, [−1, 1], bf16), ms:
-#   forward BT = 4 at 1 / 2 / 4 warps: (8, 2048, 2048) 0.587 / 0.604 / 1.066;
-#     (4, 8192, 1536) 2.254 / 2.057 / 2.471; (256, 40, 256) 0.053 / 0.074 / 0.117;
-#     (256, 256, 256) 0.202 / 0.226 / 0.529
-#   forward+backward, backward (BT, warps) = (2, 2) / (4, 4) / (2, 4): 5.556 / 6.648 / 8.359;
-#     13.517 at (4, 4) against 18.470 at (2, 2); 0.923 / 1.029 / 1.061; 2.888 / 3.487 / 4.251
-# That is 512, 192, 2048 and 2048 programs on 132 multiprocessors: the one shape under 2 per
-# multiprocessor, (4, 8192, 1536), is the one that wants more warps.
+# Session 8's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s8.log, [−1, 1], bf16, ms;
+# relaxed atomics; shapes (8, 2048, 2048) / (4, 8192, 1536) / (256, 40, 256) / (256, 256, 256)):
+#   forward, BT = 4 at 1 warp, BD = 32 / BD = 16: 0.587 / 0.429; 2.259 / 1.446; 0.102 / 0.121;
+#     0.202 / 0.179 (BD = 32 at 2 warps: 2.062 at (4, 8192, 1536), the best BD = 32 there)
+#   forward+backward (forward at BT = 4, BD = 32, 1 warp), backward (BT, BD, warps) =
+#     (2, 16, 1) / (4, 16, 2) / (2, 32, 2): 2.780 / 3.560 / 4.241; 8.345 / 7.778 / 14.232;
+#     0.975 / 0.673 / 1.020; 1.340 / 1.702 / 2.059
+# With BD = 16 the grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors: the
+# one under 4 per multiprocessor, (4, 8192, 1536), wants BT = 4 at 2 warps in the backward.
+# So does (256, 40, 256), with 4096 programs but T = 40, under one SEG: short_T = 64 sends it
+# to "few" (added after session 8's runs; those ran it with "many", 0.902 ms forward+backward
+# in the table run).
 PIPE_TILES = PipeTiles(
-    many=(ScanConfig(BT=4, BD=32, SEG=64, num_warps=1), ScanConfig(BT=2, BD=32, SEG=64,
-                                                                   num_warps=2)),
-    few=(ScanConfig(BT=4, BD=32, SEG=64, num_warps=2), ScanConfig(BT=4, BD=32, SEG=64,
-                                                                  num_warps=4)))
+    many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=2, BD=16, SEG=64,
+                                                                   num_warps=1)),
+    few=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=16, SEG=64,
+                                                                  num_warps=2)),
+    many_per_sm=4, short_T=64)
 
 
 @functools.cache
@@ -63,8 +70,10 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def pipe_tiles(Bsz: int, Dm: int, device: torch.device) -> tuple[ScanConfig, ScanConfig]:
-    """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of Dm channels."""
+def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device
+               ) -> tuple[ScanConfig, ScanConfig]:
+    """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of T steps of Dm
+    channels."""
     tiles = PIPE_TILES
     for name, (f, b) in (("many", tiles.many), ("few", tiles.few)):
         if f.SEG != b.SEG:
@@ -73,7 +82,8 @@ def pipe_tiles(Bsz: int, Dm: int, device: torch.device) -> tuple[ScanConfig, Sca
                              "forward saves, so they must be equal")
     sms = _sm_count(device.index or 0) if device.type == "cuda" else 1
     programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
-    return tiles.many if programs >= tiles.many_per_sm * sms else tiles.few
+    many = programs >= tiles.many_per_sm * sms and T > tiles.short_T
+    return tiles.many if many else tiles.few
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     if pipe:  # pipe_tiles checks that forward and backward share SEG
-        cfg = pipe_tiles(Bsz, Dm, x.device)[0]
+        cfg = pipe_tiles(Bsz, T, Dm, x.device)[0]
     else:
         cfg = FWD_CONFIG
         if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
@@ -211,7 +221,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
-    cfg = pipe_tiles(Bsz, Dm, x.device)[1] if pipe else BWD_CONFIG
+    cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
     grads = _grad_buffers(x, dt, z, N, zero_dA=False)  # written once per program
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=x.device,
