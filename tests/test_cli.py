@@ -72,6 +72,11 @@ def test_eval_reproduces_the_final_evaluation(trained: Path, capsys) -> None:
     assert "lengths 30–40" in capsys.readouterr().out
     with open(run / "eval_30-40_n10.csv") as f:
         assert all(30 <= int(r["length"]) <= 40 for r in csv.DictReader(f))
+    # a precision asked for is named in the file; a CPU evaluates in float32 either way
+    assert main(["eval", str(run), "--precision", "bf16"]) == 0
+    e = TINY["evaluation"]
+    bf16 = run / f"eval_{e['min_len']}-{e['max_len']}_n{e['n']}_bf16.csv"
+    assert bf16.read_text() == (run / "eval.csv").read_text()
 
 
 def test_table_and_plot_accept_a_root_directory(trained: Path, capsys) -> None:

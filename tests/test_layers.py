@@ -22,6 +22,7 @@ CASES = [
     ("deltanet", {"num_householder": 2}),
     ("deltanet", {"use_gate": True}),
     ("deltanet", {"num_householder": 3, "use_gate": True}),
+    ("deltanet", {"unit_keys": True}),
     ("mlstm", {}),
     ("slstm", {}),
     ("lstm", {}),
@@ -235,3 +236,44 @@ def test_deltanet_feeds_the_op_one_dtype_under_autocast(
     with torch.autocast(device, dtype=torch.bfloat16):
         layer(torch.randn(2, 7, 64, device=device))
     assert seen == {"q": torch.bfloat16, "k": torch.bfloat16, "v": torch.bfloat16}
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_deltanet_unit_keys_keep_bf16_eigenvalues_in_range(device: str) -> None:
+    """Under bf16 autocast k reaches the op in bf16 with ‖k‖² ≠ 1, so at β = 2 the eigenvalue
+    1 − β‖k‖² falls below −1; ``unit_keys`` puts it back at 1 − β ∈ [−1, 1] (up to float32),
+    and through a whole bf16 forward and backward."""
+    torch.manual_seed(0)
+    layers = {}
+    for unit in (False, True):
+        torch.manual_seed(0)
+        layer = build_mixer("deltanet", 128, {"num_heads": 4, "eig_range": [-1, 1],
+                                              "unit_keys": unit}).to(device)
+        with torch.no_grad():  # g = sigmoid(b_proj(x)) rounds to 1 in bf16: β = 2 everywhere
+            layer.b_proj.weight.fill_(1.0)
+        layers[unit] = layer
+    x = torch.randn(4, 64, 128, device=device).abs()
+    lam = {}
+    for unit, layer in layers.items():
+        with torch.autocast(device, dtype=torch.bfloat16):
+            _, k, _, beta, *_ = layer._features(x, None)
+        assert k.dtype == torch.bfloat16
+        lam[unit] = 1 - beta.double() * k.double().square().sum(-1)
+    assert lam[False].min() < -1 - 1e-3  # the rounding this option exists for
+    assert lam[True].min() >= -1 - 1e-6 and lam[True].max() <= 1 + 1e-6
+    layer = layers[True]
+    with torch.autocast(device, dtype=torch.bfloat16):
+        y, _ = layer(x)
+    y.float().square().mean().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(layer.b_proj.weight.grad).all()
+
+
+def test_deltanet_unit_keys_change_nothing_at_exact_keys() -> None:
+    """In float64 ‖k‖ = 1 to rounding, so ``unit_keys`` gives the same output and state."""
+    x = torch.randn(2, 9, D_MODEL, dtype=torch.float64)
+    outs = []
+    for unit in (False, True):
+        mixer = make("deltanet", {"eig_range": NEG, "unit_keys": unit})
+        y, state = mixer(x)
+        outs.append((y, state[3]))
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-12, atol=1e-12)

@@ -49,7 +49,14 @@ def paper_value(config: dict[str, Any]) -> float | None:
         section, field = key.split(".")
         if config.get(section, {}).get(field) != expected:
             return None
-    same = _without_backend(config["model"]) == _without_backend(paper_model(name, task))
+    # resolved again: a config.yaml written before a mixer option existed lacks its default
+    from statetrack.experiment.config import ConfigError, resolve_model
+
+    try:
+        model = resolve_model(config["model"])
+    except ConfigError:
+        return None
+    same = _without_backend(model) == _without_backend(paper_model(name, task))
     return TABLE3[name][task] if same else None
 
 

@@ -33,6 +33,12 @@ class DeltaNet(nn.Module):
     applied at the first sub-step (α_j = 1 for j > 1). The output is RMS-normalised per head and
     projected back. Shapes: x ``[B, T, d]``, q, k ``[B, T, H, K]`` with ``K = d / H``,
     S ``[B, H, K, K]``. The n sub-steps run as one sequence of length ``T·n`` through the op.
+
+    The eigenvalue along k is ``1 − β‖k‖²``, and ‖k‖ = 1 holds only up to rounding: under bf16
+    autocast k reaches the op in bf16, where ‖k‖² = 1 ± 0.5% (K = 32), so at β = 2 half the
+    keys give eigenvalues below −1 (down to about −1.011). ``unit_keys`` divides β by ‖k‖² of
+    the keys as the op receives them, in float32, so the eigenvalue along k is ``1 − β`` as
+    rounded there. Off by default: the paper's model, and the Table 3 runs, do not do it.
     """
 
     def __init__(
@@ -44,6 +50,7 @@ class DeltaNet(nn.Module):
         eig_range: Sequence[float] | str | EigRange = (0.0, 1.0),
         num_householder: int = 1,
         use_gate: bool = False,
+        unit_keys: bool = False,
         norm_eps: float = 1e-5,
         backend: str = "auto",
     ) -> None:
@@ -51,8 +58,10 @@ class DeltaNet(nn.Module):
         self.head_dim = check_heads(d_model, num_heads)
         self.num_heads = num_heads
         self.n = check_int("num_householder", num_householder)
-        if not isinstance(use_gate, bool):
-            raise ValueError(f"use_gate: expected true or false, got {use_gate!r}")
+        for name, flag in (("use_gate", use_gate), ("unit_keys", unit_keys)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name}: expected true or false, got {flag!r}")
+        self.unit_keys = unit_keys
         self.eig_range = EigRange.parse(eig_range)
         self.backend = check_backend(backend)
         n, H = self.n, num_heads
@@ -94,6 +103,11 @@ class DeltaNet(nn.Module):
         # β = 1 − λ with λ = lo + (hi − lo)(1 − g), written so [0, 1] gives exactly β = g.
         lo, hi = self.eig_range.lo, self.eig_range.hi
         beta = g if self.eig_range.is_default else (1.0 - hi) + (hi - lo) * g
+        if self.unit_keys:  # in float32: a 16-bit β would round the correction away again
+            # (a degenerate key, ‖k‖² ≤ 1/2 where SiLU left nothing to normalise, keeps its β)
+            wide = torch.promote_types(beta.dtype, torch.float32)
+            norm2 = k.to(wide).square().sum(-1)
+            beta = torch.where(norm2 > 0.5, beta.to(wide) / norm2, beta.to(wide))
         alpha = None
         if self.use_gate:
             log_alpha = -torch.exp(self.A_log) * F.softplus(self.a_proj(x) + self.dt_bias)

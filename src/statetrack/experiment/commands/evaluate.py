@@ -1,4 +1,5 @@
-"""``statetrack eval RUN_DIR [--min-len L] [--max-len L] [--n N]``: re-evaluate a checkpoint."""
+"""``statetrack eval RUN_DIR [--min-len L] [--max-len L] [--n N] [--precision P]``: re-evaluate a
+checkpoint."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, help="number of sequences (default: the run's)")
     parser.add_argument("--batch-size", type=int, help="sequences per forward pass")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                        help="bf16 autocast or float32 on CUDA (default: the run's training "
+                             "precision; a CPU always evaluates in float32)")
     parser.add_argument("--out", type=Path, metavar="CSV",
                         help="where to write the per-length CSV (default: in RUN_DIR)")
 
@@ -32,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
                       ("batch_size", args.batch_size)) if value is not None]
         if not path.is_file():
             raise ConfigError(f"{args.run_dir}: not a run directory (no {rundir.CONFIG})")
+        if args.precision is not None:
+            overrides.append(f"training.precision={args.precision}")
         config = load_config(path, overrides + [f"training.device={args.device}"])
         device = resolve_device(config.training.device)
         task, model = build(config, f" in {path}")
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(model.to(device), task, min_len=e.min_len, max_len=e.max_len, n=e.n,
                       batch_size=e.batch_size, rng=data_rng(e.seed, TEST_STREAM, 0),
                       device=device, precision=config.training.precision)
-    out = args.out or args.run_dir / f"eval_{e.min_len}-{e.max_len}_n{e.n}.csv"
+    suffix = "" if args.precision is None else f"_{args.precision}"
+    out = args.out or args.run_dir / f"eval_{e.min_len}-{e.max_len}_n{e.n}{suffix}.csv"
     rundir.write_eval_csv(out, result.rows())
     print(f"{config.name} on {config.task.name}: scaled accuracy {result.scaled_accuracy:.3f} "
           f"(accuracy {result.accuracy:.3f}) on {e.n} sequences of lengths "
