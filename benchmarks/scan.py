@@ -161,15 +161,18 @@ def sweep_pipe() -> None:
         set_layout("chunk")
         truth = grads_of(shape)
         set_layout("chunk_pipe")
-        # forward: session 8's winner (4, 16, 1 warp) against BD = 8 (4 lanes per channel, twice
-        # the programs again) and its neighbours; BD = 32 at 1 warp was the best before
-        for bt, bd, nw in ((4, 32, 1), (4, 16, 1), (2, 16, 1), (8, 16, 1), (4, 8, 1), (4, 16, 2)):
+        # forward: session 8's winner (4, 16, 1 warp) against BD = 8 and 4 (4 and 8 lanes per
+        # channel, 2 and 4 times the programs: (4, 8192, 1536) has only 384 at BD = 16) and its
+        # neighbours; BD = 32 at 1 warp was the best before
+        for bt, bd, nw in ((4, 32, 1), (4, 16, 1), (2, 16, 1), (8, 16, 1), (4, 8, 1), (4, 4, 1),
+                           (4, 16, 2)):
             force(ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw), base_b)
             line("fwd", shape, f"BT={bt} BD={bd} nw={nw}", truth)
         # backward (forward at base_f): session 8's two winners, (2, 16, 1) and (4, 16, 2),
-        # against BD = 8, which does not spill at 1 warp offline (243 / 254 registers at BT = 2
-        # / 4; (4, 16, 1) spills 400 bytes)
-        for bt, bd, nw in ((2, 16, 1), (4, 16, 2), (2, 8, 1), (4, 8, 1), (2, 8, 2), (4, 8, 2)):
+        # against BD = 8 and 4, which do not spill at 1 warp offline (BD 8: 243 / 254 registers
+        # at BT = 2 / 4; BD 4: 167 / 225; (4, 16, 1) spills 400 bytes)
+        for bt, bd, nw in ((2, 16, 1), (4, 16, 2), (2, 8, 1), (4, 8, 1), (2, 8, 2), (4, 8, 2),
+                           (2, 4, 1), (4, 4, 1)):
             force(base_f, ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw))
             line("fwdbwd", shape, f"bwd BT={bt} BD={bd} nw={nw}", truth)
     ti.PIPE_TILES = base

@@ -10,6 +10,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from repo_scripts import ROOT, load_script
 
 
@@ -136,3 +137,29 @@ def test_import_refuses_a_directory_without_the_runs_archive(tmp_path: Path) -> 
     tool = load_import_tool()
     assert tool.main([str(tmp_path), "--partial", str(partial)]) == 2
     assert (partial / "kept" / "summary.json").exists()
+
+
+def shell_function(script: str, name: str) -> str:
+    """The text of one function of a bash script, from ``name() {`` to its closing ``}``."""
+    text = (ROOT / script).read_text()
+    start = text.index(f"\n{name}() {{") + 1
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_only_processes_with_a_sigusr1_handler_are_asked_for_a_checkpoint() -> None:
+    """table3_call.sh signals a training only once it has installed its SIGUSR1 handler (the
+    signal's default action would end it): catches_usr1 reads that from /proc/PID/status."""
+    check = shell_function("scripts/gpu/table3_call.sh", "catches_usr1")
+    body = "import signal, sys, time\n{}print('ready', flush=True)\ntime.sleep(60)\n"
+    for handler, expected in (("signal.signal(signal.SIGUSR1, lambda *a: None)\n", 0), ("", 1)):
+        proc = subprocess.Popen([sys.executable, "-c", body.format(handler)],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            rc = subprocess.run(["bash", "-c", f"{check}\ncatches_usr1 {proc.pid}"]).returncode
+            assert rc == expected, handler or "no handler"
+        finally:
+            proc.kill()
+            proc.wait()
+    assert subprocess.run(["bash", "-c", f"{check}\ncatches_usr1 999999999"]).returncode != 0

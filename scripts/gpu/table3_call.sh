@@ -113,16 +113,24 @@ start_sweep() {
 # [s]: the pattern must not match the command line of the shell that runs this script
 sweep_alive() { pgrep -f "[s]tatetrack sweep sweeps/table3.yaml" >/dev/null; }
 
+catches_usr1() {
+  # whether process $1 has a SIGUSR1 handler installed: bit 9 (signal 10) of SigCgt in
+  # /proc/PID/status. Before the trainer installs its handler, SIGUSR1 would end the process.
+  local mask
+  mask=$(awk '/^SigCgt:/ {print $2}' "/proc/$1/status" 2>/dev/null)
+  [ -n "$mask" ] && (( (16#$mask >> 9) & 1 ))
+}
+
 request_checkpoints() {
   # Each training process saves its current step (SIGUSR1, statetrack.experiment.trainer), so
   # a call that ends the session does not lose the steps since the last periodic checkpoint
-  # (session 7: 1,600-4,800 steps per run, 10-20% of a call). Only processes at least 60 s old
-  # are signalled: a younger one may not have its handler yet, and SIGUSR1 would end it.
+  # (session 7: 1,600-4,800 steps per run, 10-20% of a call). Only processes that have the
+  # handler are signalled (session 8 skipped runs under 60 s old instead, and so lost a short
+  # call's steps).
   local marker=$WORK/.checkpoint_request n=0 pid waited=0
   touch "$marker"
   for pid in $(pgrep -f "[s]tatetrack train"); do
-    [ "$(ps -o etimes= -p "$pid" | tr -d ' ')" -ge 60 ] 2>/dev/null && kill -USR1 "$pid" \
-      && n=$((n + 1))
+    catches_usr1 "$pid" && kill -USR1 "$pid" && n=$((n + 1))
   done
   while [ "$waited" -lt 30 ] && \
       [ "$(find "$WORK/runs" -name state.json -newer "$marker" | wc -l)" -lt "$n" ]; do
