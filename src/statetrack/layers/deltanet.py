@@ -35,10 +35,11 @@ class DeltaNet(nn.Module):
     S ``[B, H, K, K]``. The n sub-steps run as one sequence of length ``T·n`` through the op.
 
     The eigenvalue along k is ``1 − β‖k‖²``, and ‖k‖ = 1 holds only up to rounding: under bf16
-    autocast k reaches the op in bf16, where ‖k‖² = 1 ± 0.5% (K = 32), so at β = 2 half the
-    keys give eigenvalues below −1 (down to about −1.011). ``unit_keys`` divides β by ‖k‖² of
-    the keys as the op receives them, in float32, so the eigenvalue along k is ``1 − β`` as
-    rounded there. Off by default: the paper's model, and the Table 3 runs, do not do it.
+    autocast k reaches the op in bf16, where ‖k‖² misses 1 by up to 0.5% (K = 32), so at β = 2
+    half the keys give eigenvalues below −1 (down to about −1.011). ``unit_keys`` divides β by
+    ‖k‖² of the keys as the op receives them, in float32, so the eigenvalue along k is
+    ``1 − β`` as rounded there. Off by default: the paper's model, and the Table 3 runs, do not
+    do it.
     """
 
     def __init__(
