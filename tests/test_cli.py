@@ -72,11 +72,17 @@ def test_eval_reproduces_the_final_evaluation(trained: Path, capsys) -> None:
     assert "lengths 30–40" in capsys.readouterr().out
     with open(run / "eval_30-40_n10.csv") as f:
         assert all(30 <= int(r["length"]) <= 40 for r in csv.DictReader(f))
-    # a precision asked for is named in the file; a CPU evaluates in float32 either way
-    assert main(["eval", str(run), "--precision", "bf16"]) == 0
+    # a precision asked for is named in the file; the run trained and evaluated in float32 (auto
+    # on a CPU), so fp32 reproduces its evaluation; bf16 evaluates the same sequences
     e = TINY["evaluation"]
-    bf16 = run / f"eval_{e['min_len']}-{e['max_len']}_n{e['n']}_bf16.csv"
-    assert bf16.read_text() == (run / "eval.csv").read_text()
+    for precision in ("fp32", "bf16"):
+        assert main(["eval", str(run), "--precision", precision]) == 0
+    csvs = {p: run / f"eval_{e['min_len']}-{e['max_len']}_n{e['n']}_{p}.csv"
+            for p in ("fp32", "bf16")}
+    assert csvs["fp32"].read_text() == (run / "eval.csv").read_text()
+    with open(csvs["bf16"]) as f, open(run / "eval.csv") as g:
+        assert [(r["length"], r["n"]) for r in csv.DictReader(f)] == [
+            (r["length"], r["n"]) for r in csv.DictReader(g)]
 
 
 def test_table_and_plot_accept_a_root_directory(trained: Path, capsys) -> None:

@@ -249,3 +249,27 @@ def test_weights_that_share_one_buffer_checkpoint_and_restore(tmp_path: Path) ->
     restored = Flat()
     assert load_checkpoint(tmp_path, restored, torch.optim.AdamW(restored.parameters())).step == 3
     assert torch.equal(restored.a, model.a) and torch.equal(restored.b, model.b)
+
+
+@pytest.mark.parametrize("precision, on_cpu", [("auto", torch.float32), ("fp32", torch.float32),
+                                               ("bf16", torch.bfloat16)])
+def test_precision_bf16_trains_under_autocast_on_a_cpu_too(
+    precision: str, on_cpu: torch.dtype, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``training.precision``: bf16 puts a CPU run's steps and evaluations under bf16 autocast
+    (the rounding of a GPU run), auto and fp32 keep a CPU in float32: the delta rule receives
+    its inputs in that dtype in training and evaluation alike."""
+    import statetrack.layers.deltanet as deltanet
+
+    seen: set[torch.dtype] = set()
+    op = deltanet.delta_rule
+
+    def spy(q, k, v, beta, **kwargs):  # noqa: ANN001, ANN003, ANN202 (mirrors delta_rule)
+        seen.add(k.dtype)
+        return op(q, k, v, beta, **kwargs)
+
+    monkeypatch.setattr(deltanet, "delta_rule", spy)
+    train(tiny(steps=3, warmup_steps=1, checkpoint_every=0, val_every=0, precision=precision),
+          tmp_path / "run", quiet=True)
+    assert seen == {on_cpu}
+    assert (tmp_path / "run" / "summary.json").is_file()

@@ -52,7 +52,7 @@ class TrainingSection:
     seed: int = 0  # initialisation
     data_seed: int | None = None  # training samples; null: the same as seed
     device: str = "auto"
-    precision: str = "auto"  # auto, bf16: bf16 autocast on CUDA; fp32; the CPU runs fp32
+    precision: str = "auto"  # bf16: bf16 autocast; auto: bf16 on CUDA, fp32 on the CPU; fp32
     log_every: int = 100
     val_every: int = 1000  # 0: no periodic validation
     checkpoint_every: int = 1000  # 0: only at the end

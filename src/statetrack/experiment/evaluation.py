@@ -39,9 +39,10 @@ def trim(batch: TaskBatch) -> tuple[np.ndarray, np.ndarray]:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA unless precision is fp32; fp32 on the CPU."""
-    if device.type == "cuda" and precision in ("auto", "bf16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast for precision bf16, and for auto on CUDA; float32 otherwise (auto on the
+    CPU). bf16 on the CPU reproduces the rounding of a GPU run's mixed precision there."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

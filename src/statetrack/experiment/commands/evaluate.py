@@ -16,8 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="sequences per forward pass")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp32"),
-                        help="bf16 autocast or float32 on CUDA (default: the run's training "
-                             "precision; a CPU always evaluates in float32)")
+                        help="bf16 autocast, float32, or auto (bf16 on CUDA, float32 on the "
+                             "CPU); default: the run's training precision")
     parser.add_argument("--out", type=Path, metavar="CSV",
                         help="where to write the per-length CSV (default: in RUN_DIR)")
 
