@@ -44,3 +44,14 @@ def test_readme_table3_is_what_statetrack_table_prints(capsys: pytest.CaptureFix
     readme = (RESULTS.parent / "README.md").read_text()
     missing = [row for row in rows if row not in readme]
     assert not missing, f"README rows differ from `statetrack table results/table3`: {missing}"
+
+
+def test_readme_cpu_key_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's CPU check of bf16 keys is `statetrack table results/deltanet_keys_cpu`."""
+    assert main(["table", str(RESULTS / "deltanet_keys_cpu")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 3  # header, rule, float32 / bf16 / bf16 with unit_keys
+    readme = (RESULTS.parent / "README.md").read_text()
+    assert all(row in readme for row in rows)
