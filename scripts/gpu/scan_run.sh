@@ -5,7 +5,7 @@
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 set -o pipefail
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/smi.log"
-# every layout's GPU tests (chunk_pipe, session 5, has not run on a GPU yet)
+# every layout's GPU tests, compiled for this GPU
 timeout "${SCAN_TEST_TIMEOUT:-240}" python -m pytest tests/test_scan_triton.py tests/test_scan_lanes.py \
   -m gpu -q -n 6 -p no:cacheprovider 2>&1 | tail -60 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}  # the exit status: a caller can start other GPU work only on success

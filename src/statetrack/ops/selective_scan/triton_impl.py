@@ -100,9 +100,10 @@ LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
 # "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
 # this chunk's scans, by hand (README, "Prefetching the next chunk"), with tiles chosen per call
-# (PIPE_TILES); faster than "chunk" at every benchmark shape and pass in sessions 6 and 7 on the
-# H200, except forward+backward at (256, 40, 256, 16) [0, 1] in session 7 (0.995 against 0.787
-# ms at the old tiles; at [−1, 1] 0.881 against 0.917), so it is the default;
+# (PIPE_TILES); the default: on the H200 in session 8 forward+backward at [−1, 1] took 2.688 /
+# 7.076 / 1.354 ms against "chunk"'s 7.631 / 15.197 / 3.845 at (8, 2048, 2048), (4, 8192, 1536)
+# and (256, 256, 256), but 0.902 against 0.840 at (256, 40, 256), T under one SEG (short_T
+# now gives that shape the other tiles; not yet timed);
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # The backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when set,
 # overrides LAYOUT; both are read at every call.
