@@ -183,6 +183,24 @@ def test_table_keeps_task_variants_in_separate_columns(tmp_path: Path, capsys) -
     assert "**0.750** (0.750 ± 0.000, n=1)" in cells[1]
 
 
+def test_table_keeps_model_variants_of_one_name_in_separate_rows(tmp_path: Path,
+                                                                 capsys) -> None:
+    """Runs of one name that differ in a model setting (a sweep grid over a mixer option) get
+    rows of their own, labelled by that setting; a different kernel backend is the same model
+    and is pooled, and only the rows that are the paper's model show its value."""
+    config = ROOT / "configs/chomsky/parity/deltanet_neg.yaml"
+    fake_run(tmp_path / "a", config, 0, 0.25)
+    fake_run(tmp_path / "b", config, 1, 0.5, set_=["model.mixer_options.backend=torch"])
+    fake_run(tmp_path / "c", config, 0, 0.75, set_=["model.mixer_options.unit_keys=true"])
+    assert main(["table", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    cells = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows[1:]}
+    assert list(cells) == ["deltanet_neg (unit_keys=False)", "deltanet_neg (unit_keys=True)"]
+    assert cells["deltanet_neg (unit_keys=False)"].startswith("**0.500** (0.375 ± 0.125, n=2)")
+    assert "paper" in cells["deltanet_neg (unit_keys=False)"]
+    assert cells["deltanet_neg (unit_keys=True)"] == "**0.750** (0.750 ± 0.000, n=1)"
+
+
 def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> None:
     config = ROOT / "configs/chomsky/parity"
     fake_run(tmp_path, config / "deltanet_neg.yaml", 0, 0.9)

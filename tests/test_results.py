@@ -31,9 +31,9 @@ def test_table_rebuilds_from_committed_runs(capsys: pytest.CaptureFixture[str]) 
     assert RUNS, "results/ holds committed runs"
     assert main(["table", str(RESULTS)]) == 0
     out = capsys.readouterr().out
-    for run in RUNS:
+    for run in RUNS:  # a row "name" or, where runs of one name differ, "name (key=value)"
         summary = json.loads((run / "summary.json").read_text())
-        assert f"| {summary['model']} |" in out
+        assert f"| {summary['model']} |" in out or f"| {summary['model']} (" in out
 
 
 def test_readme_table3_is_what_statetrack_table_prints(capsys: pytest.CaptureFixture[str]) -> None:
@@ -53,5 +53,18 @@ def test_readme_cpu_key_check_is_what_statetrack_table_prints(
     assert main(["table", str(RESULTS / "deltanet_keys_cpu")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 3  # header, rule, float32 / bf16 / bf16 with unit_keys
+    readme = (RESULTS.parent / "README.md").read_text()
+    assert all(row in readme for row in rows)
+
+
+def test_readme_gpu_key_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's H200 check of `unit_keys` is `statetrack table results/deltanet_keys_gpu`:
+    one row each for the runs with and without it (one name, two models)."""
+    assert main(["table", str(RESULTS / "deltanet_keys_gpu")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert [row.split("|")[1].strip() for row in rows[2:]] == [
+        "deltanet_neg (unit_keys=False)", "deltanet_neg (unit_keys=True)"]
     readme = (RESULTS.parent / "README.md").read_text()
     assert all(row in readme for row in rows)

@@ -37,17 +37,54 @@ class Cell:
 
 
 def collect(run_dirs: list[Path]) -> dict[tuple[str, str], Cell]:
-    """(model name, task) → the scaled accuracies of its runs (one per seed)."""
+    """(row, task) → the scaled accuracies of its runs (one per seed). The row is the model's
+    name, split by :func:`model_labels` where runs of one name differ in their model."""
+    runs = [(rundir.read_json(d / rundir.SUMMARY), yaml.safe_load((d / rundir.CONFIG).read_text()))
+            for d in run_dirs]
+    labels = model_labels([config for _, config in runs])
     cells: dict[tuple[str, str], Cell] = {}
-    for run_dir in run_dirs:
-        summary = rundir.read_json(run_dir / rundir.SUMMARY)
-        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
-        cell = cells.setdefault((config["name"], task_label(config["task"])), Cell())
+    for (summary, config), label in zip(runs, labels, strict=True):
+        cell = cells.setdefault((label, task_label(config["task"])), Cell())
         cell.scores.append(float(summary["scaled_accuracy"]))
         value = paper_value(config)
         cell.all_paper = cell.all_paper and value is not None
         cell.paper = value if value is not None else cell.paper
     return cells
+
+
+def model_labels(configs: list[dict[str, Any]]) -> list[str]:
+    """Each run's row: its name, plus ``(key=value, ...)`` for every model setting in which
+    runs of that name differ (say a grid over ``unit_keys``), so that different models are
+    never pooled into one cell. Models are compared resolved (a config written before an option
+    existed has its default) and without the mixer's ``backend`` (a kernel, not a model)."""
+    flat = [_flat_model(config["model"]) for config in configs]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for config, model in zip(configs, flat, strict=True):
+        groups.setdefault(config["name"], []).append(model)
+    varying = {name: {k for k in set().union(*models)
+                      if len({repr(m.get(k)) for m in models}) > 1}
+               for name, models in groups.items()}
+    labels = []
+    for config, model in zip(configs, flat, strict=True):
+        keys = sorted(varying[config["name"]])
+        suffix = ", ".join(f"{k.split('.')[-1]}={model.get(k)}" for k in keys)
+        labels.append(f"{config['name']} ({suffix})" if keys else config["name"])
+    return labels
+
+
+def _flat_model(raw: dict[str, Any]) -> dict[str, Any]:
+    """A model section resolved (when it still resolves) and flattened to dotted keys, less the
+    mixer's ``backend``."""
+    from statetrack.experiment.config import ConfigError, resolve_model
+
+    try:
+        model = resolve_model(raw)
+    except ConfigError:
+        model = raw
+    flat = {k: v for k, v in model.items() if k != "mixer_options"}
+    flat.update({f"mixer_options.{k}": v for k, v in model.get("mixer_options", {}).items()
+                 if k != "backend"})
+    return flat
 
 
 def task_label(task: dict[str, Any]) -> str:
@@ -65,7 +102,7 @@ def task_label(task: dict[str, Any]) -> str:
 
 def markdown_table(run_dirs: list[Path]) -> str:
     cells = collect(run_dirs)
-    models = sorted({m for m, _ in cells}, key=_order(PAPER_MODEL_ORDER))
+    models = sorted({m for m, _ in cells}, key=_row_order)
     tasks = sorted({t for _, t in cells}, key=_task_order)
     lines = ["| model | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
     for model in models:
@@ -76,6 +113,10 @@ def markdown_table(run_dirs: list[Path]) -> str:
                  "over seeds, n = seeds); paper = Table 3 of Grazzi et al. (best of 3 seeds), "
                  "shown where the runs follow the paper's config.")
     return "\n".join(lines)
+
+
+def _row_order(label: str) -> tuple[int, str]:
+    return _order(PAPER_MODEL_ORDER)(label.split(" (")[0])[0], label
 
 
 def _task_order(label: str) -> tuple[int, str]:

@@ -45,23 +45,25 @@ class PipeTiles:
     short_T: int = 0
 
 
-# Session 8's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s8.log, [−1, 1], bf16, ms;
-# relaxed atomics; shapes (8, 2048, 2048) / (4, 8192, 1536) / (256, 40, 256) / (256, 256, 256)):
-#   forward, BT = 4 at 1 warp, BD = 32 / BD = 16: 0.587 / 0.429; 2.259 / 1.446; 0.102 / 0.121;
-#     0.202 / 0.179 (BD = 32 at 2 warps: 2.062 at (4, 8192, 1536), the best BD = 32 there)
-#   forward+backward (forward at BT = 4, BD = 32, 1 warp), backward (BT, BD, warps) =
-#     (2, 16, 1) / (4, 16, 2) / (2, 32, 2): 2.780 / 3.560 / 4.241; 8.345 / 7.778 / 14.232;
-#     0.975 / 0.673 / 1.020; 1.340 / 1.702 / 2.059
-# With BD = 16 the grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors: the
-# one under 4 per multiprocessor, (4, 8192, 1536), wants BT = 4 at 2 warps in the backward.
-# So does (256, 40, 256), with 4096 programs but T = 40, under one SEG: short_T = 64 sends it
-# to "few" (added after session 8's runs; those ran it with "many", 0.902 ms forward+backward
-# in the table run).
+# Session 9's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s9.log, [−1, 1], bf16, ms;
+# shapes (8, 2048, 2048) / (4, 8192, 1536) / (256, 40, 256) / (256, 256, 256), every tile's y
+# and gradients checked against the "chunk" layout first):
+#   forward (BT, BD, warps) = (4, 16, 1) / (8, 16, 1): 0.438 / 0.413; 1.475 / 1.210;
+#     0.094 / 0.042; 0.179 / 0.210
+#   forward+backward, forward at (4, 16, 1), backward = (2, 16, 1) / (4, 16, 2) / (4, 8, 1):
+#     2.689 / 3.454 / 2.649; 7.672 / 7.064 / 5.672; 0.822 / 1.060 / 0.733; 1.354 / 1.714 / 1.332
+# The backward at (4, 8, 1), twice the programs of BD = 16, is the fastest at every shape, so
+# both sets take it (session 8's "few" backward, (4, 16, 2), had won at (256, 40, 256) then).
+# The forward at BT = 8 wins where the grid is small or T short: "few" takes it. With BD = 16
+# the forward's grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors;
+# (4, 8192, 1536), under 4 per multiprocessor, and (256, 40, 256), T under short_T, get "few".
+# Forward+backward as in "many" is the sweep's (4, 8, 1) column above; "few"'s pair (forward
+# BT = 8) was timed only as a forward.
 PIPE_TILES = PipeTiles(
-    many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=2, BD=16, SEG=64,
+    many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
                                                                    num_warps=1)),
-    few=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=16, SEG=64,
-                                                                  num_warps=2)),
+    few=(ScanConfig(BT=8, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
+                                                                  num_warps=1)),
     many_per_sm=4, short_T=64)
 
 
@@ -100,10 +102,10 @@ LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
 # "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
 # this chunk's scans, by hand (README, "Prefetching the next chunk"), with tiles chosen per call
-# (PIPE_TILES); the default: on the H200 in session 8 forward+backward at [−1, 1] took 2.688 /
-# 7.076 / 1.354 ms against "chunk"'s 7.631 / 15.197 / 3.845 at (8, 2048, 2048), (4, 8192, 1536)
-# and (256, 256, 256), but 0.902 against 0.840 at (256, 40, 256), T under one SEG (short_T
-# now gives that shape the other tiles; not yet timed);
+# (PIPE_TILES); the default: on the H200 in session 9 (tiles of session 8) forward+backward at
+# [−1, 1] took 2.683 / 7.071 / 1.352 ms against "chunk"'s 7.653 / 15.141 / 3.832 at
+# (8, 2048, 2048), (4, 8192, 1536) and (256, 256, 256), but 0.964 against 0.879 at
+# (256, 40, 256), where the sweep took 0.733 with session 9's backward tile;
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # The backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when set,
 # overrides LAYOUT; both are read at every call.
