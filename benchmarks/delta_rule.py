@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 import triton
 
+from statetrack.ops.bench import graph_replay_ms
 from statetrack.ops.delta_rule import delta_rule
 
 SHAPES = [(8, 2048, 16, 64), (4, 4096, 16, 128), (8, 1024, 8, 64), (1, 8192, 32, 128),
@@ -85,18 +86,7 @@ def graph_ms(f: Callable, inputs: list[torch.Tensor], pass_: str, rep: int = 200
                 f(*inputs)
         else:  # autograd.grad: no .grad accumulation inside the graph
             torch.autograd.grad(f(*inputs), inputs, do)
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up (compiles, allocator pools) off the capture
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    ms = triton.testing.do_bench(graph.replay, warmup=25, rep=rep, return_mode="median")
-    del graph
-    return ms
+    return graph_replay_ms(step, rep)
 
 
 def bench_shape(shape: tuple[int, int, int, int], fla: Callable | None, device: str,

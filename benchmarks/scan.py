@@ -1,9 +1,11 @@
 """Selective-scan timings on a GPU: statetrack triton vs the chunked torch backend, bf16.
 
 For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+backward medians
-(triton.testing.do_bench), the achieved bandwidth (bytes of inputs and outputs that must move,
-over the time) against a device-to-device copy measured in the same run, and the floor set by
-the exp each state needs per step. Writes JSON records like the delta-rule benchmark's.
+(triton.testing.do_bench), eager and, for the Triton kernels, replayed from a CUDA graph
+(``graph_ms``: device time without the host's launch work), the achieved bandwidth (bytes of
+inputs and outputs that must move, over the time) against a device-to-device copy measured in
+the same run, and the floor set by the exp each state needs per step. Writes JSON records like
+the delta-rule benchmark's.
 
     python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep [LAYOUT ...]] \
         [--layouts chunk chunk_pipe lanes]
@@ -26,6 +28,7 @@ import torch
 import triton
 
 from statetrack.eig import EigRange
+from statetrack.ops.bench import graph_replay_ms
 from statetrack.ops.selective_scan import selective_scan
 
 SHAPES = [(8, 2048, 2048, 16), (4, 8192, 1536, 16), (256, 40, 256, 16), (256, 256, 256, 16)]
@@ -68,17 +71,28 @@ def make_inputs(shape: tuple[int, int, int, int], grad: bool) -> list[torch.Tens
             r(Dm, dtype=torch.float32), r(Bsz, T, Dm), r(Dm, dtype=torch.float32)]
 
 
-def time_backend(shape, eig: EigRange, backend: str, pas: str, rep: int) -> float:
+def time_backend(shape, eig: EigRange, backend: str, pas: str, rep: int,
+                 graph: bool = False) -> float:
+    """Median ms of one call, eager (host launch work included, as the paper's kernel was
+    timed); ``graph``: replayed from a CUDA graph instead (device time only)."""
     ins = make_inputs(shape, pas == "fwdbwd")
     x, dt, A, B, C, D, z, bias = ins
 
     def fwd() -> torch.Tensor:
         return selective_scan(x, dt, A, B, C, D=D, z=z, dt_bias=bias, eig_range=eig,
                               backend=backend)[0]
+    dy = torch.randn_like(x)
+    if graph:
+        def step() -> None:
+            if pas == "fwd":
+                with torch.no_grad():
+                    fwd()
+            else:  # autograd.grad: no .grad accumulation inside the graph
+                torch.autograd.grad(fwd(), ins, dy)
+        return graph_replay_ms(step, rep)
     if pas == "fwd":
         with torch.no_grad():
             return triton.testing.do_bench(fwd, warmup=25, rep=rep, return_mode="median")
-    dy = torch.randn_like(x)
 
     def fwdbwd() -> None:
         torch.autograd.backward(fwd(), dy, inputs=ins)
@@ -198,12 +212,18 @@ def sweep_lanes() -> None:
         ti.LANES_BWD_CONFIG = base_b
 
 
+def graph(r: dict) -> str:
+    """A record's CUDA-graph time ("-" in records written before the benchmark had it)."""
+    g = r.get("graph_ms")
+    return "-" if g is None else f"{g['statetrack']:.3f}"
+
+
 def markdown_table(records: list[dict], layout: str | None = None) -> str:
     """The README's table of a results file, for one layout (default: the first record's, the
     first of the run's --layouts; records without a "layout" key, written before there were
-    two, count as "chunk"): ms at [0, 1] and [−1, 1], the torch backend at [0, 1] ("-" where the
-    run had --no-torch), the paper's CUDA kernel ([−1, 1]) and ours at [−1, 1] over it, GB/s and
-    the exp floor."""
+    two, count as "chunk"): ms at [0, 1] and [−1, 1], [−1, 1] replayed from a CUDA graph, the
+    torch backend at [0, 1] ("-" where the run had --no-torch), the paper's CUDA kernel
+    ([−1, 1]) and ours at [−1, 1] over it, GB/s and the exp floor."""
     if layout is None:
         layout = records[0].get("layout", "chunk")
     rows: dict[tuple, dict] = {}
@@ -213,8 +233,9 @@ def markdown_table(records: list[dict], layout: str | None = None) -> str:
         s = r["shape"]
         key = (s["B"], s["T"], s["Dm"], s["N"], r["pass"])
         rows.setdefault(key, {})[tuple(r["eig_range"])] = r
-    lines = ["| B, T, Dm, N | pass | statetrack [0,1] | [−1,1] | torch backend | paper CUDA | "
-             "ours / paper | GB/s | exp floor |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| B, T, Dm, N | pass | statetrack [0,1] | [−1,1] | [−1,1] graph | torch backend | "
+             "paper CUDA | ours / paper | GB/s | exp floor |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for (B, T, Dm, N, pas), by_eig in rows.items():
         r0, r1 = by_eig[(0.0, 1.0)], by_eig[(-1.0, 1.0)]
         torch_ms = r0["ms"].get("torch")
@@ -222,7 +243,8 @@ def markdown_table(records: list[dict], layout: str | None = None) -> str:
         shape = f"{B}, {T}, {Dm}, {N}" + (" (paper)" if B == 256 else "")
         lines.append(
             f"| {shape} | {'fwd' if pas == 'fwd' else 'fwd+bwd'} | {r0['ms']['statetrack']:.3f} "
-            f"| {r1['ms']['statetrack']:.3f} | {'-' if torch_ms is None else f'{torch_ms:.0f}'} "
+            f"| {r1['ms']['statetrack']:.3f} | {graph(r1)} "
+            f"| {'-' if torch_ms is None else f'{torch_ms:.0f}'} "
             f"| {paper:.2f} | {r1['ms']['statetrack'] / paper:.2f} | {r1['gbps']:.0f} "
             f"| {r1['exp_floor_ms']:.3f} |")
     return "\n".join(lines)
@@ -279,6 +301,7 @@ def main() -> None:
             for pas, layout in itertools.product(("fwd", "fwdbwd"), args.layouts):
                 set_layout(layout)
                 ms = {"statetrack": time_backend(shape, eig, "triton", pas, 200)}
+                graph = {"statetrack": time_backend(shape, eig, "triton", pas, 200, graph=True)}
                 # the torch backend at [0, 1] only (the table's column; 1-2 s a call at the
                 # large shapes)
                 if not args.no_torch and layout == args.layouts[0] and lo == 0.0:
@@ -291,7 +314,8 @@ def main() -> None:
                 exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
                 rec = {"op": "selective_scan",
                        "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
-                       "pass": pas, "layout": layout, "ms": ms, "eig_range": eig.as_list(),
+                       "pass": pas, "layout": layout, "ms": ms, "graph_ms": graph,
+                       "eig_range": eig.as_list(),
                        "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
                        "copy_gbps": cgbps, "exp_floor_ms": exp_floor,
                        "exps_per_state_step": EXPS_PER_STATE_STEP[pas],

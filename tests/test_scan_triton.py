@@ -63,6 +63,31 @@ def ss_check(inputs: list[torch.Tensor], eig: EigRange, dtype: torch.dtype, tol:
     assert not bad, f"eig_range {eig}, {dtype}: relative errors over {tol}: {bad}"
 
 
+def state_only_check(inputs: list[torch.Tensor], eig: EigRange) -> None:
+    """Only h_T carries a gradient (y unused, so its gradient reaches the backward as None):
+    the gradients of what h_T depends on match the float64 loop (fp32), and those of C, D and
+    z, which only y depends on, are zero."""
+    from statetrack.ops.selective_scan.triton_impl import selective_scan_triton
+
+    low = [t.float() for t in inputs]
+    ref_in = [t.double().requires_grad_() for t in low]
+    tri_in = [t.clone().requires_grad_() for t in low]
+    h_r = selective_scan_reference(*ref_in[:8], eig, ref_in[8])[1]
+    h_t = selective_scan_triton(*tri_in[:8], eig, tri_in[8], output_final_state=True)[1]
+    gen = torch.Generator().manual_seed(9)
+    gh = torch.randn(h_r.shape, generator=gen, dtype=torch.float64).to(h_r.device)
+    (h_r * gh).sum().backward()
+    (h_t.double() * gh).sum().backward()
+    pairs = zip(SS_NAMES, tri_in, ref_in, strict=True)
+    errs = {f"d{n}": rel(t.grad, r.grad) for n, t, r in pairs if r.grad is not None}
+    assert set(errs) == {"dx", "ddt", "dA", "dB", "ddt_bias", "dinitial_state"}
+    bad = {k: v for k, v in errs.items() if not v <= 1e-4}
+    assert not bad, f"eig_range {eig}, h_T only: relative errors over 1e-4: {bad}"
+    for name, t in zip(SS_NAMES, tri_in, strict=True):
+        if name in ("C", "D", "z"):
+            assert t.grad is None or not t.grad.any(), name
+
+
 def signed_factors(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     """a in [−1, 1] with exact −1, 0 and 1 at many places, and runs of each."""
     a = torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1
@@ -117,6 +142,26 @@ def test_selective_scan_triton_matches_reference(T: int, dtype: torch.dtype, eig
     gen = torch.Generator().manual_seed(T)
     inputs = ss_inputs(2, T, 80, 16, "cuda", gen)  # Dm = 80: a partial channel block
     ss_check(inputs, eig, dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("T", [65, 1000])
+@pytest.mark.parametrize("layout", ["chunk", "chunk_pipe", "lanes"])
+@pytest.mark.usefixtures("nan_empty")
+def test_selective_scan_triton_one_output_gradient(T: int, layout: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled kernels of each layout with only h_T in the loss, then only y (without D, z,
+    dt_bias and h0): the unused output's gradient arrives as None, and no zeros stand in."""
+    import test_scan_lanes as tsl
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", layout)
+    inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
+    state_only_check(inputs, EigRange(-1.0, 1.0))
+    tsl.optional_check(inputs, EigRange(-1.0, 1.0))
 
 
 @pytest.mark.gpu
@@ -190,6 +235,7 @@ INTERPRETED = textwrap.dedent("""
             inputs = tst.ss_inputs(2, T, 6, 3, "cpu", gen)
             tst.ss_check(inputs, eig, torch.float32, 1e-4)
             tsl.optional_check(inputs, eig)  # without D, z, dt_bias and h0
+            tst.state_only_check(inputs, eig)  # y unused: its gradient arrives as None
         # inference (no state saved: SAVE off): chunk_pipe gives what chunk gives
         gen = torch.Generator().manual_seed(T)
         ins = [t.float() for t in tst.ss_inputs(2, T, 6, 3, "cpu", gen)]

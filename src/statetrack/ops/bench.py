@@ -24,6 +24,27 @@ OPS = ("delta_rule", "selective_scan")
 SLOW_REFERENCE_S = 1.0
 
 
+def graph_replay_ms(step: Callable[[], object], rep: int = 200) -> float:
+    """Median device time of ``step`` captured once in a CUDA graph and replayed: the kernels'
+    time without the host's launch work (the GPU benchmarks' ``graph_ms``). ``step`` must be
+    capturable: no host syncs, and gradients through ``torch.autograd.grad`` (no ``.grad``
+    accumulation inside the graph)."""
+    from triton.testing import do_bench
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up (compiles, allocator pools) off the capture
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    ms = do_bench(graph.replay, warmup=25, rep=rep, return_mode="median")
+    del graph
+    return ms
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", nargs="+", choices=OPS, default=list(OPS),
                         help="ops to time (default: all)")

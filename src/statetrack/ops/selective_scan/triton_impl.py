@@ -188,7 +188,7 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
     if cfg.BT % seg:
         raise ValueError(f"LANES_BWD_CONFIG.BT: expected a multiple of BWD_CONFIG.SEG = {seg} "
                          f"(the saved states' spacing), got {cfg.BT}")
-    grads = _grad_buffers(x, dt, z, N, zero_dA=True)  # the lanes kernel adds into it atomically
+    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=True)  # the lanes kernel adds into dA
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     ss_lanes_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads,
@@ -196,26 +196,34 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
         NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None,
         num_warps=cfg.num_warps)
-    return _reduce_grads(grads)
+    return _reduce_grads(grads, dBC, B, C)
 
 
-def _grad_buffers(x, dt, z, N: int, zero_dA: bool) -> tuple:
-    """The backward kernels' outputs: dx, ddt, dz (or None) in the inputs' dtypes; dB, dC
-    ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[B, N, Dm]`` float32, zeroed when the
-    kernel adds into it; dD_part, dbias_part ``[B, Dm]`` and dh0 ``[B, Dm, N]`` float32."""
+def _grad_buffers(x, dt, z, N: int, zero_dA: bool) -> tuple[tuple, torch.Tensor]:
+    """The backward kernels' outputs, in their argument order: dx, ddt, dz (or None) in the
+    inputs' dtypes; dB, dC ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[B, N, Dm]``
+    float32, zeroed when the kernel adds into it; dD_part, dbias_part ``[B, Dm]`` and dh0
+    ``[B, Dm, N]`` float32. Also dBC ``[2, B, T, N]``, the one buffer dB and dC are halves of
+    (one fill before, one cast after)."""
     Bsz, T, Dm = x.shape
     f32 = dict(device=x.device, dtype=torch.float32)
-    return (torch.empty_like(x), torch.empty_like(dt),
-            torch.empty_like(z) if z is not None else None,
-            torch.zeros(Bsz, T, N, **f32), torch.zeros(Bsz, T, N, **f32),
-            (torch.zeros if zero_dA else torch.empty)(Bsz, N, Dm, **f32),
-            torch.empty(Bsz, Dm, **f32),
-            torch.empty(Bsz, Dm, **f32), torch.empty(Bsz, Dm, N, **f32))
+    dBC = torch.zeros(2, Bsz, T, N, **f32)
+    grads = (torch.empty_like(x), torch.empty_like(dt),
+             torch.empty_like(z) if z is not None else None, dBC[0], dBC[1],
+             (torch.zeros if zero_dA else torch.empty)(Bsz, N, Dm, **f32),
+             torch.empty(Bsz, Dm, **f32), torch.empty(Bsz, Dm, **f32),
+             torch.empty(Bsz, Dm, N, **f32))
+    return grads, dBC
 
 
-def _reduce_grads(grads: tuple) -> tuple:
-    """(dx, ddt, dA [Dm, N], dB, dC, dD, dz, d dt_bias, dh0), the per-row partials summed."""
-    dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0 = grads
+def _reduce_grads(grads: tuple, dBC: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> tuple:
+    """(dx, ddt, dA [Dm, N], dB, dC, dD, dz, d dt_bias, dh0): the per-row partials summed, dB
+    and dC in B's and C's dtypes (one cast of dBC where those agree)."""
+    dx, ddt, dz, _, _, dA_part, dD_part, dbias_part, dh0 = grads
+    if B.dtype == C.dtype:
+        dB, dC = dBC.to(B.dtype).unbind(0)
+    else:
+        dB, dC = dBC[0].to(B.dtype), dBC[1].to(C.dtype)
     return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
 
 
@@ -225,7 +233,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
-    grads = _grad_buffers(x, dt, z, N, zero_dA=False)  # written once per program
+    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=False)  # dA written once per program
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=x.device,
                           dtype=torch.float32)
@@ -235,13 +243,14 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe,
         num_warps=_warps(cfg, NP))
-    return _reduce_grads(grads)
+    return _reduce_grads(grads, dBC, B, C)
 
 
 class _SelectiveScanFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dt, A, B, C, D, z, dt_bias, h0, lo: float, width: float):
         save = any(ctx.needs_input_grad[:9])
+        ctx.set_materialize_grads(False)
         ctx.layout = scan_layout()
         if ctx.layout == "lanes":
             y, hT, hseg = _forward_lanes(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
@@ -254,7 +263,9 @@ class _SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dhT):
+        # grads of unused outputs arrive as None (no zero-filled dhT to read; HAS_DHT off)
         x, dt, A, B, C, D, z, dt_bias, hseg = ctx.saved_tensors
+        dy = torch.zeros_like(x) if dy is None else dy
         dhT = None if dhT is None else dhT.float().contiguous()
         args = (x, dt, A, B, C, D, z, dt_bias, hseg, dy.contiguous(), dhT, ctx.lo, ctx.width)
         if ctx.layout == "lanes":
@@ -262,7 +273,7 @@ class _SelectiveScanFn(torch.autograd.Function):
         else:
             dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
                 *args, pipe=ctx.layout == "chunk_pipe")
-        return (dx, ddt, dA.to(A.dtype), dB.to(B.dtype), dC.to(C.dtype),
+        return (dx, ddt, dA.to(A.dtype), dB, dC,
                 None if D is None else dD.to(D.dtype),
                 dz,
                 None if dt_bias is None else dbias.to(dt_bias.dtype),
