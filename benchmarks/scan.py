@@ -151,9 +151,11 @@ def max_rel_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 def sweep_pipe() -> None:
     """Time tiles of the "chunk_pipe" kernels at every shape ([−1, 1]), each forced for both
-    of PIPE_TILES' sets. Every tile's y and gradients are first compared with the "chunk"
-    layout's (GPU-tested) at the same shape: a tile that disagrees by more than 2e-2 (bf16) is
-    reported as WRONG, so a fast but broken tile cannot win."""
+    of PIPE_TILES' sets: forward tiles (forward only), backward tiles (forward+backward, the
+    forward at "many"'s) and whole (forward, backward) pairs. Every tile's y and gradients are
+    first compared with the "chunk" layout's (GPU-tested) at the same shape: a tile that
+    disagrees by more than 2e-2 (bf16) is reported as WRONG, so a fast but broken tile cannot
+    win; one that fails to compile or run is reported as FAILED and the sweep goes on."""
     import dataclasses
 
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -161,34 +163,46 @@ def sweep_pipe() -> None:
     base = ti.PIPE_TILES
     base_f, base_b = base.many
 
-    def force(f, b) -> None:
-        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0)
+    def tile(bt: int, bd: int, nw: int, cap: int | None = None) -> ti.ScanConfig:
+        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap)
 
-    def line(kind: str, shape, tile: str, truth: list[torch.Tensor]) -> None:
-        err = max_rel_err(grads_of(shape), truth)
-        ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100)
+    def name(c: ti.ScanConfig) -> str:
+        return f"BT={c.BT} BD={c.BD} nw={c.num_warps}" + (f" maxnreg={c.maxnreg}"
+                                                          if c.maxnreg else "")
+
+    def line(kind: str, shape, f: ti.ScanConfig, b: ti.ScanConfig, label: str,
+             truth: list[torch.Tensor]) -> None:
+        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0)
+        try:
+            err = max_rel_err(grads_of(shape), truth)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100)
+        except Exception as e:  # noqa: BLE001  (a tile that does not compile loses, loudly)
+            print(f"sweep chunk_pipe {kind} {shape} {label}: FAILED ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0] if str(e) else ''})", flush=True)
+            return
         flag = "" if err <= 2e-2 else f"  WRONG (max rel err {err:.2e})"
-        print(f"sweep chunk_pipe {kind} {shape} {tile}: {ms:.3f} ms  (err {err:.1e}){flag}",
+        print(f"sweep chunk_pipe {kind} {shape} {label}: {ms:.3f} ms  (err {err:.1e}){flag}",
               flush=True)
 
+    # session 9's sweep (logs/h200_scan_pipe_s9.log) narrowed the tiles to these, plus register
+    # caps (maxnreg): offline, the backward at (4, 8, 1 warp) takes 254 registers, 8 programs
+    # per multiprocessor; capped at 200 / 168 / 128 it spills 164 / 308 / 540 bytes per thread
+    # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 196 (10), at 128 it spills 72 (16)
+    forwards = [tile(4, 32, 1), tile(4, 16, 1), tile(8, 16, 1), tile(4, 16, 1, 168),
+                tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168)]
+    backwards = [tile(2, 16, 1), tile(4, 8, 1), tile(4, 8, 1, 200), tile(4, 8, 1, 168),
+                 tile(4, 8, 1, 128)]
+    pairs = [(base.few[0], base.few[1])]  # "few" as a whole: never timed together before
     for shape in SHAPES:
         set_layout("chunk")
         truth = grads_of(shape)
         set_layout("chunk_pipe")
-        # forward: session 8's winner (4, 16, 1 warp) against BD = 8 and 4 (4 and 8 lanes per
-        # channel, 2 and 4 times the programs: (4, 8192, 1536) has only 384 at BD = 16) and its
-        # neighbours; BD = 32 at 1 warp was the best before
-        for bt, bd, nw in ((4, 32, 1), (4, 16, 1), (2, 16, 1), (8, 16, 1), (4, 8, 1), (4, 4, 1),
-                           (4, 16, 2)):
-            force(ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw), base_b)
-            line("fwd", shape, f"BT={bt} BD={bd} nw={nw}", truth)
-        # backward (forward at base_f): session 8's two winners, (2, 16, 1) and (4, 16, 2),
-        # against BD = 8 and 4, which do not spill at 1 warp offline (BD 8: 243 / 254 registers
-        # at BT = 2 / 4; BD 4: 167 / 225; (4, 16, 1) spills 400 bytes)
-        for bt, bd, nw in ((2, 16, 1), (4, 16, 2), (2, 8, 1), (4, 8, 1), (2, 8, 2), (4, 8, 2),
-                           (2, 4, 1), (4, 4, 1)):
-            force(base_f, ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw))
-            line("fwdbwd", shape, f"bwd BT={bt} BD={bd} nw={nw}", truth)
+        for f in forwards:
+            line("fwd", shape, f, base_b, name(f), truth)
+        for b in backwards:
+            line("fwdbwd", shape, base_f, b, f"bwd {name(b)}", truth)
+        for f, b in pairs:
+            line("fwdbwd", shape, f, b, f"pair fwd {name(f)} / bwd {name(b)}", truth)
     ti.PIPE_TILES = base
 
 

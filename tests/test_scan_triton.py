@@ -201,6 +201,33 @@ def test_pipe_tiles_choice() -> None:
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
+def test_pipe_tiles_register_cap_reaches_the_launch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tile's maxnreg is passed to its kernel's launch (forward and backward), and a tile
+    without one passes None, which Triton ignores."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    launches: dict[str, dict] = {}
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launches.__setitem__(self.name, kwargs)
+
+    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
+    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    f, b = ti.ScanConfig(BT=4, BD=4, SEG=8, maxnreg=168), ti.ScanConfig(BT=2, BD=4, SEG=8)
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(ti.PIPE_TILES, many=(f, b),
+                                                              few=(f, b)))
+    ins = [t.float() for t in ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))]
+    _, _, hseg = ti._forward(*ins, 0.0, 1.0, True, pipe=True)
+    ti._backward(*ins[:8], hseg, torch.zeros(1, 10, 4), None, 0.0, 1.0, pipe=True)
+    assert launches["fwd"]["maxnreg"] == 168 and launches["bwd"]["maxnreg"] is None
+
+
 INTERPRETED = textwrap.dedent("""
     import dataclasses
     import importlib

@@ -168,8 +168,9 @@ def _ptxas() -> Path:
 
 
 def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
-              ptxas: Path) -> dict[str, int]:
-    """Compile ``spec`` for sm_90a and return registers, spill stores/loads and shared bytes."""
+              ptxas: Path, maxnreg: int | None = None) -> dict[str, int]:
+    """Compile ``spec`` for sm_90a (registers capped at ``maxnreg`` when given) and return
+    registers, spill stores/loads and shared bytes."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -178,8 +179,10 @@ def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
     signature = {n: spec.types.get(n, "constexpr") for n in names}
     source = ASTSource(spec.kernel, signature=signature,
                        constexprs={(names.index(k),): v for k, v in constexprs.items()})
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32),
-                              options={"num_warps": num_warps, "num_stages": spec.num_stages})
+    options = {"num_warps": num_warps, "num_stages": spec.num_stages}
+    if maxnreg is not None:
+        options["maxnreg"] = maxnreg
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / f"{spec.name}.ptx"
         ptx.write_text(compiled.asm["ptx"])
@@ -250,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="constexprs to vary (default: the launch settings in use)")
     parser.add_argument("--warps", nargs="+", type=int, default=None,
                         help="num_warps to try (default: each kernel's launch setting)")
+    parser.add_argument("--maxnreg", nargs="+", type=int, default=None,
+                        help="register caps to try (the launch option maxnreg; default: none)")
     parser.add_argument("--head-dim", type=int, default=128, help="delta rule: K = V")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
                         help="delta rule: input dtype (fp32 takes the exact-float32 dots)")
@@ -271,18 +276,21 @@ def main(argv: list[str] | None = None) -> int:
                          f"{[spec.name for spec in chosen]} (they have {sorted(known)})")
     ptxas = _ptxas()
     by_line: list[tuple[str, dict[str, dict[str, int]]]] = []
-    print("| kernel | settings | warps | registers | spills (st/ld B) | shared B | programs/SM |")
-    print("|---|---|---|---|---|---|---|")
+    print("| kernel | settings | warps | maxnreg | registers | spills (st/ld B) | shared B | "
+          "programs/SM |")
+    print("|---|---|---|---|---|---|---|---|")
     for spec in specs:
         if args.kernels and spec.name not in args.kernels:
             continue
-        for point, warps in itertools.product(_grid(args.grid), args.warps or [spec.num_warps]):
+        for point, warps, cap in itertools.product(_grid(args.grid),
+                                                   args.warps or [spec.num_warps],
+                                                   args.maxnreg or [None]):
             settings = {**spec.constexprs, **{k: v for k, v in point.items()
                                               if k in spec.constexprs}}
-            r = resources(spec, settings, warps, ptxas)
+            r = resources(spec, settings, warps, ptxas, cap)
             shown = ", ".join(f"{k}={settings[k]}" for k in point if k in settings) or "default"
             per_sm = REGISTERS_PER_SM // (r["registers"] * 32 * warps)
-            print(f"| {spec.name} | {shown} | {warps} | {r['registers']} | "
+            print(f"| {spec.name} | {shown} | {warps} | {cap or '-'} | {r['registers']} | "
                   f"{r['spill_stores']}/{r['spill_loads']} | {r['shared']} | {per_sm} |")
             if args.by_line:
                 by_line.append((f"{spec.name} ({shown}, {warps} warps)", r["moves"]))

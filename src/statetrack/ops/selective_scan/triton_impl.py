@@ -19,12 +19,15 @@ from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
 @dataclass(frozen=True)
 class ScanConfig:
     """Tile sizes: BT steps per chunk, BD channels per program (one lane each), SEG steps
-    between saved states (a multiple of BT), num_warps spread over the N states."""
+    between saved states (a multiple of BT), num_warps spread over the N states; maxnreg, when
+    set, caps the registers per thread (the launch option: spills traded for more programs per
+    multiprocessor)."""
 
     BT: int = 16
     BD: int = 32
     SEG: int = 64
     num_warps: int = 4
+    maxnreg: int | None = None
 
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
@@ -156,7 +159,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
         x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save, PIPE=pipe,
-        num_warps=_warps(cfg, NP))
+        num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return y, hT, (hseg if save else None)
 
 
@@ -242,7 +245,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         T, Dm, N, lo, width,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe,
-        num_warps=_warps(cfg, NP))
+        num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return _reduce_grads(grads, dBC, B, C)
 
 
