@@ -199,6 +199,16 @@ def test_table_keeps_model_variants_of_one_name_in_separate_rows(tmp_path: Path,
     assert cells["deltanet_neg (unit_keys=False)"].startswith("**0.500** (0.375 ± 0.125, n=2)")
     assert "paper" in cells["deltanet_neg (unit_keys=False)"]
     assert cells["deltanet_neg (unit_keys=True)"] == "**0.750** (0.750 ± 0.000, n=1)"
+    # the plot keeps them apart too: a colour and legend entry each
+    from statetrack.experiment import plots
+
+    drawn: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "_draw_panel",
+                   lambda ax, runs, colour: drawn.extend(sorted(colour) + [r[-1] for r in runs]))
+        plots.plot_runs(sorted(p.parent for p in tmp_path.rglob("config.yaml")),
+                        tmp_path / "p.png")
+    assert sorted(set(drawn)) == list(cells) and len(drawn) == 2 + 3
 
 
 def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> None:

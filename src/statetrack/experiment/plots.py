@@ -9,8 +9,8 @@ import yaml
 from statetrack.experiment import rundir
 
 
-def run_label(config: dict, summary: dict) -> str:
-    return f"{config['name']} · {config['task']['name']} · seed {summary.get('seed', '?')}"
+def run_label(model: str, config: dict, summary: dict) -> str:
+    return f"{model} · {config['task']['name']} · seed {summary.get('seed', '?')}"
 
 
 def binned(rows: list[dict], min_n: int = 32) -> tuple[list[float], list[float]]:
@@ -32,23 +32,26 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
 
     One panel per task (a task with non-default options is its own panel), one line per run,
     one colour per model so that its seeds read as a bundle, the training lengths shaded and
-    chance dotted. Reads run directories only: config.yaml, eval.csv and summary.json."""
+    chance dotted; runs of one name that differ in a model setting are different models
+    (``tables.model_labels``). Reads run directories only: config.yaml, eval.csv and
+    summary.json."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
     import matplotlib.pyplot as plt
 
-    from statetrack.experiment.tables import task_label
+    from statetrack.experiment.tables import model_labels, task_label
 
+    configs = [yaml.safe_load((Path(d) / rundir.CONFIG).read_text()) for d in run_dirs]
     runs = []
-    for run_dir in map(Path, run_dirs):
-        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
+    for run_dir, config, model in zip(map(Path, run_dirs), configs, model_labels(configs),
+                                      strict=True):
         summary_path = run_dir / rundir.SUMMARY
         summary = rundir.read_json(summary_path) if summary_path.exists() else {}
         runs.append((task_label(config["task"]), config, summary,
-                     binned(rundir.read_eval_csv(run_dir / rundir.EVAL))))
+                     binned(rundir.read_eval_csv(run_dir / rundir.EVAL)), model))
     panels = sorted({r[0] for r in runs})
-    models = sorted({r[1]["name"] for r in runs})
+    models = sorted({r[4] for r in runs})
     colour = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
     ncols = min(len(panels), 2)
     nrows = -(-len(panels) // ncols)
@@ -75,14 +78,13 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
 def _draw_panel(ax, runs: list, colour: dict) -> None:
     """The runs of one task: seeds of a model share its colour and one legend entry."""
     counts: dict[str, int] = {}
-    for _, config, _, _ in runs:
-        counts[config["name"]] = counts.get(config["name"], 0) + 1
+    for *_, name in runs:
+        counts[name] = counts.get(name, 0) + 1
     labelled: set[str] = set()
     train_lo, train_hi, chances = None, None, set()
-    for _, config, summary, (lengths, accuracy) in runs:
-        name = config["name"]
+    for _, config, summary, (lengths, accuracy), name in runs:
         if counts[name] == 1:
-            label = run_label(config, summary)
+            label = run_label(name, config, summary)
         else:
             label = None if name in labelled else f"{name} ({counts[name]} seeds)"
         labelled.add(name)
