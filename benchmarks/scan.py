@@ -163,12 +163,14 @@ def sweep_pipe() -> None:
     base = ti.PIPE_TILES
     base_f, base_b = base.many
 
-    def tile(bt: int, bd: int, nw: int, cap: int | None = None) -> ti.ScanConfig:
-        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap)
+    def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1
+             ) -> ti.ScanConfig:
+        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap, parts=parts)
 
     def name(c: ti.ScanConfig) -> str:
-        return f"BT={c.BT} BD={c.BD} nw={c.num_warps}" + (f" maxnreg={c.maxnreg}"
-                                                          if c.maxnreg else "")
+        return (f"BT={c.BT} BD={c.BD} nw={c.num_warps}"
+                + (f" maxnreg={c.maxnreg}" if c.maxnreg else "")
+                + (f" parts={c.parts}" if c.parts > 1 else ""))
 
     def line(kind: str, shape, f: ti.ScanConfig, b: ti.ScanConfig, label: str,
              truth: list[torch.Tensor]) -> None:
@@ -190,8 +192,11 @@ def sweep_pipe() -> None:
     # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 196 (10), at 128 it spills 72 (16)
     forwards = [tile(4, 32, 1), tile(4, 16, 1), tile(8, 16, 1), tile(4, 16, 1, 168),
                 tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168)]
+    # and the backward split in time (parts: more programs where the grid is small and T long;
+    # (4, 8192, 1536) has 768 programs at BD = 8, 5.8 per multiprocessor)
     backwards = [tile(2, 16, 1), tile(4, 8, 1), tile(4, 8, 1, 200), tile(4, 8, 1, 168),
-                 tile(4, 8, 1, 128)]
+                 tile(4, 8, 1, 128), tile(4, 8, 1, parts=2), tile(4, 8, 1, parts=4),
+                 tile(4, 8, 1, 168, parts=4)]
     pairs = [(base.few[0], base.few[1])]  # "few" as a whole: never timed together before
     for shape in SHAPES:
         set_layout("chunk")

@@ -7,6 +7,7 @@ shapes in a subprocess (the variable must be set before triton is imported).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import textwrap
 from pathlib import Path
@@ -201,6 +202,19 @@ def test_pipe_tiles_choice() -> None:
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
+def test_time_parts_are_whole_segments_and_never_empty() -> None:
+    """A backward split in time gets at most the parts asked for, whole segments each, none
+    empty (T = 37 with SEG = 8: 5 segments)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    cfg = ti.ScanConfig(BT=2, BD=4, SEG=8)
+    got = {k: ti._time_parts(dataclasses.replace(cfg, parts=k), 37) for k in (1, 2, 3, 4, 5, 9)}
+    assert got == {1: (1, 5), 2: (2, 3), 3: (3, 2), 4: (3, 2), 5: (5, 1), 9: (5, 1)}
+    assert ti._time_parts(dataclasses.replace(cfg, parts=4), 1) == (1, 1)
+    for parts, per_part in got.values():
+        assert (parts - 1) * per_part < 5 <= parts * per_part
+
+
 def test_pipe_tiles_register_cap_reaches_the_launch(monkeypatch: pytest.MonkeyPatch) -> None:
     """A tile's maxnreg is passed to its kernel's launch (forward and backward), and a tile
     without one passes None, which Triton ignores."""
@@ -281,6 +295,20 @@ INTERPRETED = textwrap.dedent("""
         b = torch.randn(2, T, 3, 5, generator=gen, dtype=torch.float64)
         h0 = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
         tst.ls_check(a, b, h0, torch.float32, 1e-4)
+    # the backward split in time: T = 37 has 5 segments of 8 steps; 2 parts hold 3 + 2 of
+    # them, 3 parts 2 + 2 + 1, 9 one each (5 parts); y, h_T and all gradients, with dh_T, with
+    # only y in the loss (no dh_T) and with only h_T
+    inputs = tst.ss_inputs(2, 37, 6, 3, "cpu", torch.Generator().manual_seed(37))
+    for parts, layout in ((2, "chunk"), (3, "chunk_pipe"), (9, "chunk_pipe")):
+        use(layout)
+        split = lambda c: dataclasses.replace(c, parts=parts)
+        ti.BWD_CONFIG = split(ti.BWD_CONFIG)
+        ti.PIPE_TILES = dataclasses.replace(
+            ti.PIPE_TILES, many=(ti.PIPE_TILES.many[0], split(ti.PIPE_TILES.many[1])))
+        eig = EigRange(-1.0, 1.0)
+        tst.ss_check(inputs, eig, torch.float32, 1e-4)
+        tsl.optional_check(inputs, eig)
+        tst.state_only_check(inputs, eig)
     print("interpreted kernels ok")
 """)
 
@@ -334,3 +362,33 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
     assert ti.pipe_tiles(2, T, 80, torch.device("cuda")) == getattr(forced, tiles)
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("T", [65, 1000, 4096])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["chunk", "chunk_pipe"])
+@pytest.mark.usefixtures("nan_empty")
+def test_backward_split_in_time_matches_reference(T: int, dtype: torch.dtype, layout: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled kernels with the backward split in time into at most 3 parts (segments of 64
+    steps; T = 65: 1 + 1, 1000: 6 + 6 + 4, 4096: 22 + 22 + 20): equal to the float64 loop at
+    [−1, 1], and in float32 also with only y and only h_T in the loss."""
+    import test_scan_lanes as tsl
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", layout)
+    monkeypatch.setattr(ti, "BWD_CONFIG", dataclasses.replace(ti.BWD_CONFIG, parts=3))
+    split = tuple(dataclasses.replace(b, parts=3) for _, b in (ti.PIPE_TILES.many,
+                                                               ti.PIPE_TILES.few))
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        ti.PIPE_TILES, many=(ti.PIPE_TILES.many[0], split[0]),
+        few=(ti.PIPE_TILES.few[0], split[1])))
+    inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+    if dtype == torch.float32:
+        tsl.optional_check(inputs, EigRange(-1.0, 1.0))
+        state_only_check(inputs, EigRange(-1.0, 1.0))

@@ -92,7 +92,7 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
     if op == "delta_rule":
         return _delta_rule_specs(K, dtype)
     if op == "selective_scan":
-        from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
+        from statetrack.ops.selective_scan.triton_bwd import ss_bwd_carry_kernel, ss_bwd_kernel
         from statetrack.ops.selective_scan.triton_impl import (
             BWD_CONFIG,
             FWD_CONFIG,
@@ -121,6 +121,11 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             KernelSpec("ss_pipe_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=pb.BT, BD=pb.BD, SEG=pb.SEG, HAS_DHT=False, PIPE=True),
                        pb.num_warps),
+            # the carry pass of a backward split in time (ScanConfig.parts > 1)
+            KernelSpec("ss_pipe_bwd_carry", ss_bwd_carry_kernel,
+                       _types(ss_bwd_carry_kernel, bf16),
+                       dict(NP=16, HAS_Z=True, HAS_BIAS=True, BT=pb.BT, BD=pb.BD, SEG=pb.SEG),
+                       pb.num_warps),
             KernelSpec("ss_lanes_fwd", ss_lanes_fwd_kernel, _types(ss_lanes_fwd_kernel, bf16),
                        dict(flags, BT=LANES_CONFIG.BT, BD=LANES_CONFIG.BD, SEG=BWD_CONFIG.SEG,
                             HAS_H0=False, SAVE=True), LANES_CONFIG.num_warps),
@@ -143,12 +148,13 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
 
 def _types(kernel: Any, bf16: tuple[str, ...]) -> dict[str, str]:
     """Runtime arguments: the names in ``bf16`` are bf16 pointers, other pointers float32;
-    ``T``, ``Dm``, ``N``, ``F`` are int32 and ``lo``, ``width`` float32 (constexprs left out)."""
+    ``T``, ``Dm``, ``N``, ``F``, ``seg_per_part`` are int32 and ``lo``, ``width`` float32
+    (constexprs left out)."""
     types = {}
     for name, param in inspect.signature(kernel.fn).parameters.items():
         if "constexpr" in str(param.annotation):
             continue
-        if name in ("T", "Dm", "N", "F"):
+        if name in ("T", "Dm", "N", "F", "seg_per_part"):
             types[name] = "i32"
         elif name in ("lo", "width"):
             types[name] = "fp32"

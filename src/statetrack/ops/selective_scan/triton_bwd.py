@@ -14,6 +14,7 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _bias_and_skip,
     _channel_block,
     _channel_params,
     _combine,
@@ -210,14 +211,67 @@ def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, 
 
 
 @triton.jit
+def ss_bwd_carry_kernel(dt, A, Cm, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, seg_per_part,
+                        NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
+                        SEG: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Grid (cdiv(Dm, BD), B, parts): the time split into parts of ``seg_per_part`` segments.
+
+    The adjoint carry crosses a part from right to left as an affine map p ↦ prod·p + q
+    (p_t = a_t·(dh_t + p_{t+1}) step by step, dh_t = dy'_t·C_t), which needs neither the
+    states nor the other gradients. For each part this stores q (the carry it passes on when
+    none enters) and prod (the product of its transitions), ``[B, parts, Dm, N]`` float32, so
+    that ``ss_bwd_kernel`` can run the parts at once, each from its own entering carry."""
+    i_d = tl.program_id(0)
+    i_b = tl.program_id(1).to(tl.int64)
+    i_p = tl.program_id(2)
+    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
+    m_n = o_n < N
+    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
+    b_bias = _bias_and_skip(dt_bias, dt_bias, o_d, m_d, BD, HAS_BIAS, False)[0]
+    b_q = tl.zeros([NP, BD], dtype=tl.float32)
+    b_P = tl.full([NP, BD], 1.0, tl.float32)
+    t_lo = i_p * seg_per_part * SEG
+    n_c = tl.cdiv(tl.minimum(t_lo + seg_per_part * SEG, T) - t_lo, BT)
+    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
+    for i_rc in range(n_c):  # the part's chunks, last to first (they never cross its ends)
+        o_t = t_lo + (n_c - 1 - i_rc) * BT + tl.arange(0, BT)
+        m_t = o_t < T
+        m_td = m_t[:, None] & m_d[None, :]
+        b_delta = tl.where(m_td, _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td)
+                                           + b_bias[None, :]), 0.0)
+        b_dy = _load_td(dy, i_b, o_t, o_d, T, Dm, m_td)
+        b_z = b_dy
+        if HAS_Z:
+            b_z = _load_td(z, i_b, o_t, o_d, T, Dm, m_td)
+        b_dyg = _gate_dy(b_dy, b_z, HAS_Z)[1]
+        b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
+        # past T: a = 1 and dh = 0, the identity (as in _bwd_steps)
+        b_a = tl.where(m_t[:, None, None],
+                       lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :]), 1.0)
+        b_dh = b_dyg[:, None, :] * b_C[:, :, None]
+        f_a, f_b = tl.associative_scan((tl.flip(b_a, 0), tl.flip(b_a * b_dh, 0)), 0, _combine)
+        c_a = tl.sum(tl.where(last, f_a, 0.0), axis=0)  # the chunk's map, step t0 last
+        b_q = c_a * b_q + tl.sum(tl.where(last, f_b, 0.0), axis=0)
+        b_P = c_a * b_P
+    o_part = (i_b * tl.num_programs(2) + i_p) * Dm * N + o_nd
+    tl.store(q + o_part, b_q, mask=m_nd)
+    tl.store(prod + o_part, b_P, mask=m_nd)
+
+
+@triton.jit
 def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
-                  dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch,
-                  T, Dm, N, lo, width,
+                  dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch, q, prod,
+                  T, Dm, N, lo, width, seg_per_part,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False):
-    """Grid (cdiv(Dm, BD), B). dB, dC: float32 [B, T, N] zeroed, accumulated with atomics;
-    dA_part [B, N, Dm], dD_part / dbias_part [B, Dm] summed over B by the caller.
+    """Grid (cdiv(Dm, BD), B, parts). dB, dC: float32 [B, T, N] zeroed, accumulated with
+    atomics; dA_part [B·parts, N, Dm], dD_part / dbias_part [B·parts, Dm] summed by the caller.
+
+    parts > 1 splits the time into parts of ``seg_per_part`` segments, one program each: the
+    carry entering a part from the right is dh_T (or 0) taken through the later parts' maps
+    from ``ss_bwd_carry_kernel`` (q, prod); part 0 writes dh0. With one part, q and prod are
+    not read.
 
     PIPE: the two chunk loops without branches, over the segment's chunks that hold steps
     before T, each issuing the next chunk's loads before this chunk's scans
@@ -227,11 +281,17 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     T = 40, where the layout was then slower than "chunk".)"""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
-    pid = i_b * tl.num_programs(0) + i_d
+    i_p = tl.program_id(2)
+    n_parts = tl.num_programs(2)
+    pid = (i_b * n_parts + i_p) * tl.num_programs(0) + i_d
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
     b_A, b_bias, b_D, b_p = _channel_params(A, dt_bias, D, dhT, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
                                             NP, BD, HAS_BIAS, HAS_D, HAS_DHT)
+    for i_k in range(n_parts - 1 - i_p):  # the later parts' maps, last part first
+        o_k = (i_b * n_parts + n_parts - 1 - i_k) * Dm * N + o_nd
+        b_p = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_p
+               + tl.load(q + o_k, mask=m_nd, other=0.0))
     b_A2 = b_A * LOG2E
     b_dA = tl.zeros([NP, BD], dtype=tl.float32)
     b_dD = tl.zeros([BD], dtype=tl.float32)
@@ -239,8 +299,9 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     NC: tl.constexpr = SEG // BT
     o_sc = scratch + pid * NC * NP * BD + o_n[:, None] * BD + tl.arange(0, BD)[None, :]
     n_seg = tl.cdiv(T, SEG)
-    for i_r in range(n_seg):
-        i_s = n_seg - 1 - i_r
+    seg_hi = tl.minimum((i_p + 1) * seg_per_part, n_seg)
+    for i_r in range(seg_hi - i_p * seg_per_part):
+        i_s = seg_hi - 1 - i_r
         b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
                       mask=m_nd, other=0.0)
         tl.debug_barrier()  # the previous segment's scratch reads are done
@@ -269,8 +330,10 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                         x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
                         b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n,
                         m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
-    tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
-    tl.store(dA_part + i_b * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
+    if i_p == 0:  # the carry past step 0
+        tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
+    row = i_b * n_parts + i_p
+    tl.store(dA_part + row * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
              mask=m_nd)
-    tl.store(dD_part + i_b * Dm + o_d, b_dD, mask=m_d)
-    tl.store(dbias_part + i_b * Dm + o_d, b_dbias, mask=m_d)
+    tl.store(dD_part + row * Dm + o_d, b_dD, mask=m_d)
+    tl.store(dbias_part + row * Dm + o_d, b_dbias, mask=m_d)

@@ -10,7 +10,7 @@ import torch
 import triton
 
 from statetrack.eig import EigRange
-from statetrack.ops.selective_scan.triton_bwd import ss_bwd_kernel
+from statetrack.ops.selective_scan.triton_bwd import ss_bwd_carry_kernel, ss_bwd_kernel
 from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
 from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
 from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
@@ -21,13 +21,16 @@ class ScanConfig:
     """Tile sizes: BT steps per chunk, BD channels per program (one lane each), SEG steps
     between saved states (a multiple of BT), num_warps spread over the N states; maxnreg, when
     set, caps the registers per thread (the launch option: spills traded for more programs per
-    multiprocessor)."""
+    multiprocessor). Backward only: ``parts`` > 1 splits the time into that many parts (whole
+    segments, at most one per segment) run at once after a pass that carries the adjoint
+    across them (``ss_bwd_carry_kernel``): more programs for long sequences of few channels."""
 
     BT: int = 16
     BD: int = 32
     SEG: int = 64
     num_warps: int = 4
     maxnreg: int | None = None
+    parts: int = 1
 
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
@@ -202,19 +205,22 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
     return _reduce_grads(grads, dBC, B, C)
 
 
-def _grad_buffers(x, dt, z, N: int, zero_dA: bool) -> tuple[tuple, torch.Tensor]:
+def _grad_buffers(x, dt, z, N: int, zero_dA: bool, rows: int | None = None
+                  ) -> tuple[tuple, torch.Tensor]:
     """The backward kernels' outputs, in their argument order: dx, ddt, dz (or None) in the
-    inputs' dtypes; dB, dC ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[B, N, Dm]``
-    float32, zeroed when the kernel adds into it; dD_part, dbias_part ``[B, Dm]`` and dh0
-    ``[B, Dm, N]`` float32. Also dBC ``[2, B, T, N]``, the one buffer dB and dC are halves of
-    (one fill before, one cast after)."""
+    inputs' dtypes; dB, dC ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[rows, N, Dm]``
+    float32, zeroed when the kernel adds into it; dD_part, dbias_part ``[rows, Dm]`` (rows: B,
+    or B·parts for a backward split in time) and dh0 ``[B, Dm, N]`` float32. Also dBC
+    ``[2, B, T, N]``, the one buffer dB and dC are halves of (one fill before, one cast
+    after)."""
     Bsz, T, Dm = x.shape
+    rows = Bsz if rows is None else rows
     f32 = dict(device=x.device, dtype=torch.float32)
     dBC = torch.zeros(2, Bsz, T, N, **f32)
     grads = (torch.empty_like(x), torch.empty_like(dt),
              torch.empty_like(z) if z is not None else None, dBC[0], dBC[1],
-             (torch.zeros if zero_dA else torch.empty)(Bsz, N, Dm, **f32),
-             torch.empty(Bsz, Dm, **f32), torch.empty(Bsz, Dm, **f32),
+             (torch.zeros if zero_dA else torch.empty)(rows, N, Dm, **f32),
+             torch.empty(rows, Dm, **f32), torch.empty(rows, Dm, **f32),
              torch.empty(Bsz, Dm, N, **f32))
     return grads, dBC
 
@@ -230,19 +236,37 @@ def _reduce_grads(grads: tuple, dBC: torch.Tensor, B: torch.Tensor, C: torch.Ten
     return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
 
 
+def _time_parts(cfg: ScanConfig, T: int) -> tuple[int, int]:
+    """(parts, segments per part) of a backward split in time: at most ``cfg.parts``, whole
+    segments each, none empty."""
+    n_seg = triton.cdiv(T, cfg.SEG)
+    per_part = triton.cdiv(n_seg, max(1, min(cfg.parts, n_seg)))
+    return triton.cdiv(n_seg, per_part), per_part
+
+
 def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: bool = False
               ) -> tuple:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
-    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=False)  # dA written once per program
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
-    scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=x.device,
-                          dtype=torch.float32)
+    parts, per_part = _time_parts(cfg, T)
+    # dA written once per program, a row per (batch row, part)
+    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=False, rows=Bsz * parts)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
+    q = prod = hseg  # read only with parts > 1
+    if parts > 1:
+        q = torch.empty(Bsz, parts, Dm, N, device=x.device, dtype=torch.float32)
+        prod = torch.empty_like(q)
+        ss_bwd_carry_kernel[grid](
+            dt, A, C, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, per_part,
+            NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_Z=z is not None,
+            HAS_BIAS=dt_bias is not None, num_warps=_warps(cfg, NP))
+    scratch = torch.empty(grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP * cfg.BD,
+                          device=x.device, dtype=torch.float32)
     ss_bwd_kernel[grid](
-        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch,
-        T, Dm, N, lo, width,
+        x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch, q, prod,
+        T, Dm, N, lo, width, per_part,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe,
         num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
