@@ -191,13 +191,15 @@ def sweep_pipe() -> None:
     # per multiprocessor; capped at 200 / 168 / 128 it spills 164 / 308 / 540 bytes per thread
     # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 196 (10), at 128 it spills 72 (16)
     forwards = [tile(4, 32, 1), tile(4, 16, 1), tile(8, 16, 1), tile(4, 16, 1, 168),
-                tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168)]
-    # and the backward split in time (parts: more programs where the grid is small and T long;
-    # (4, 8192, 1536) has 768 programs at BD = 8, 5.8 per multiprocessor)
+                tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168),
+                tile(8, 16, 1, parts=4), tile(4, 16, 1, parts=4)]
+    # and both passes split in time (parts: more programs where the grid is small and T long;
+    # (4, 8192, 1536) has 384 forward programs at BD = 16 and 768 backward ones at BD = 8)
     backwards = [tile(2, 16, 1), tile(4, 8, 1), tile(4, 8, 1, 200), tile(4, 8, 1, 168),
                  tile(4, 8, 1, 128), tile(4, 8, 1, parts=2), tile(4, 8, 1, parts=4),
                  tile(4, 8, 1, 168, parts=4)]
-    pairs = [(base.few[0], base.few[1])]  # "few" as a whole: never timed together before
+    # "few" as a whole (never timed together before), and both passes split in time
+    pairs = [(base.few[0], base.few[1]), (tile(8, 16, 1, parts=4), tile(4, 8, 1, parts=4))]
     for shape in SHAPES:
         set_layout("chunk")
         truth = grads_of(shape)

@@ -295,20 +295,26 @@ INTERPRETED = textwrap.dedent("""
         b = torch.randn(2, T, 3, 5, generator=gen, dtype=torch.float64)
         h0 = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64)
         tst.ls_check(a, b, h0, torch.float32, 1e-4)
-    # the backward split in time: T = 37 has 5 segments of 8 steps; 2 parts hold 3 + 2 of
-    # them, 3 parts 2 + 2 + 1, 9 one each (5 parts); y, h_T and all gradients, with dh_T, with
-    # only y in the loss (no dh_T) and with only h_T
+    # forward and backward split in time: T = 37 has 5 segments of 8 steps; 2 parts hold 3 + 2
+    # of them, 3 parts 2 + 2 + 1, 9 one each (5 parts); y, h_T and all gradients, with dh_T,
+    # with only y in the loss (no dh_T) and with only h_T
     inputs = tst.ss_inputs(2, 37, 6, 3, "cpu", torch.Generator().manual_seed(37))
     for parts, layout in ((2, "chunk"), (3, "chunk_pipe"), (9, "chunk_pipe")):
         use(layout)
         split = lambda c: dataclasses.replace(c, parts=parts)
-        ti.BWD_CONFIG = split(ti.BWD_CONFIG)
+        ti.FWD_CONFIG, ti.BWD_CONFIG = split(ti.FWD_CONFIG), split(ti.BWD_CONFIG)
         ti.PIPE_TILES = dataclasses.replace(
-            ti.PIPE_TILES, many=(ti.PIPE_TILES.many[0], split(ti.PIPE_TILES.many[1])))
+            ti.PIPE_TILES, many=tuple(map(split, ti.PIPE_TILES.many)))
         eig = EigRange(-1.0, 1.0)
         tst.ss_check(inputs, eig, torch.float32, 1e-4)
         tsl.optional_check(inputs, eig)
         tst.state_only_check(inputs, eig)
+        with torch.no_grad():  # inference: no states saved
+            ins = [t.float() for t in inputs]
+            got = ti.selective_scan_triton(*ins[:8], eig, ins[8], output_final_state=True)
+        want = tst.selective_scan_reference(*inputs[:8], eig, inputs[8])
+        for a, b in zip(got, want, strict=True):
+            assert tst.rel(a, b) <= 1e-4, (parts, layout, tst.rel(a, b))
     print("interpreted kernels ok")
 """)
 
@@ -370,23 +376,25 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["chunk", "chunk_pipe"])
 @pytest.mark.usefixtures("nan_empty")
-def test_backward_split_in_time_matches_reference(T: int, dtype: torch.dtype, layout: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiled kernels with the backward split in time into at most 3 parts (segments of 64
-    steps; T = 65: 1 + 1, 1000: 6 + 6 + 4, 4096: 22 + 22 + 20): equal to the float64 loop at
-    [−1, 1], and in float32 also with only y and only h_T in the loss."""
+def test_split_in_time_matches_reference(T: int, dtype: torch.dtype, layout: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compiled kernels with forward and backward split in time into at most 3 parts (segments
+    of 64 steps; T = 65: 1 + 1, 1000: 6 + 6 + 4, 4096: 22 + 22 + 20): equal to the float64
+    loop at [−1, 1], and in float32 also with only y and only h_T in the loss."""
     import test_scan_lanes as tsl
 
     from statetrack.ops.selective_scan import triton_impl as ti
 
+    def split(c: ti.ScanConfig) -> ti.ScanConfig:
+        return dataclasses.replace(c, parts=3)
+
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.setattr(ti, "LAYOUT", layout)
-    monkeypatch.setattr(ti, "BWD_CONFIG", dataclasses.replace(ti.BWD_CONFIG, parts=3))
-    split = tuple(dataclasses.replace(b, parts=3) for _, b in (ti.PIPE_TILES.many,
-                                                               ti.PIPE_TILES.few))
+    monkeypatch.setattr(ti, "FWD_CONFIG", split(ti.FWD_CONFIG))
+    monkeypatch.setattr(ti, "BWD_CONFIG", split(ti.BWD_CONFIG))
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
-        ti.PIPE_TILES, many=(ti.PIPE_TILES.many[0], split[0]),
-        few=(ti.PIPE_TILES.few[0], split[1])))
+        ti.PIPE_TILES, many=tuple(map(split, ti.PIPE_TILES.many)),
+        few=tuple(map(split, ti.PIPE_TILES.few))))
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
     if dtype == torch.float32:

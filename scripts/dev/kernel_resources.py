@@ -100,7 +100,10 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             LANES_CONFIG,
             PIPE_TILES,
         )
-        from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+        from statetrack.ops.selective_scan.triton_kernels import (
+            ss_fwd_carry_kernel,
+            ss_fwd_kernel,
+        )
         from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
         from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
 
@@ -121,7 +124,11 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
             KernelSpec("ss_pipe_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=pb.BT, BD=pb.BD, SEG=pb.SEG, HAS_DHT=False, PIPE=True),
                        pb.num_warps),
-            # the carry pass of a backward split in time (ScanConfig.parts > 1)
+            # the carry passes of a forward and a backward split in time (ScanConfig.parts > 1)
+            KernelSpec("ss_pipe_fwd_carry", ss_fwd_carry_kernel,
+                       _types(ss_fwd_carry_kernel, bf16),
+                       dict(NP=16, HAS_BIAS=True, BT=pf.BT, BD=pf.BD, SEG=pf.SEG),
+                       pf.num_warps),
             KernelSpec("ss_pipe_bwd_carry", ss_bwd_carry_kernel,
                        _types(ss_bwd_carry_kernel, bf16),
                        dict(NP=16, HAS_Z=True, HAS_BIAS=True, BT=pb.BT, BD=pb.BD, SEG=pb.SEG),

@@ -11,7 +11,7 @@ import triton
 
 from statetrack.eig import EigRange
 from statetrack.ops.selective_scan.triton_bwd import ss_bwd_carry_kernel, ss_bwd_kernel
-from statetrack.ops.selective_scan.triton_kernels import ss_fwd_kernel
+from statetrack.ops.selective_scan.triton_kernels import ss_fwd_carry_kernel, ss_fwd_kernel
 from statetrack.ops.selective_scan.triton_lanes import ss_lanes_fwd_kernel
 from statetrack.ops.selective_scan.triton_lanes_bwd import ss_lanes_bwd_kernel
 
@@ -21,9 +21,10 @@ class ScanConfig:
     """Tile sizes: BT steps per chunk, BD channels per program (one lane each), SEG steps
     between saved states (a multiple of BT), num_warps spread over the N states; maxnreg, when
     set, caps the registers per thread (the launch option: spills traded for more programs per
-    multiprocessor). Backward only: ``parts`` > 1 splits the time into that many parts (whole
-    segments, at most one per segment) run at once after a pass that carries the adjoint
-    across them (``ss_bwd_carry_kernel``): more programs for long sequences of few channels."""
+    multiprocessor). ``parts`` > 1 splits the time into that many parts (whole segments, at
+    most one per segment) run at once after a pass that carries the state (forward,
+    ``ss_fwd_carry_kernel``) or the adjoint (backward, ``ss_bwd_carry_kernel``) across them:
+    more programs for long sequences of few channels."""
 
     BT: int = 16
     BD: int = 32
@@ -157,12 +158,21 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
     hseg = (torch.empty(Bsz, n_seg, N, Dm, device=x.device, dtype=torch.float32) if save
             else hT)
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    parts, per_part = _time_parts(cfg, T)
+    grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
+    prod = hloc = hT  # read only with parts > 1
+    if parts > 1:
+        prod = torch.empty(Bsz, parts, Dm, N, device=x.device, dtype=torch.float32)
+        hloc = torch.empty_like(prod)
+        ss_fwd_carry_kernel[grid](
+            x, dt, A, B, dt_bias, prod, hloc, T, Dm, N, lo, width, per_part,
+            NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_BIAS=dt_bias is not None,
+            num_warps=_warps(cfg, NP))
     ss_fwd_kernel[grid](
-        x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
-        NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save, PIPE=pipe,
-        num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
+        x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, prod, hloc, T, Dm, N, lo, width,
+        per_part, NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None,
+        HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
+        PIPE=pipe, num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return y, hT, (hseg if save else None)
 
 

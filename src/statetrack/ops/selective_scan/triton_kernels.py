@@ -206,30 +206,84 @@ def _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0, o_d, o_n
 
 
 @triton.jit
-def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
-                  T, Dm, N, lo, width,
+def ss_fwd_carry_kernel(x, dt, A, Bm, dt_bias, prod, hloc, T, Dm, N, lo, width, seg_per_part,
+                        NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
+                        SEG: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Grid (cdiv(Dm, BD), B, parts): the time split into parts of ``seg_per_part`` segments.
+
+    A part maps the state entering it to the state leaving it by h ↦ prod·h + hloc (prod: the
+    product of its transitions; hloc: its end state from a zero start), ``[B, parts, Dm, N]``
+    float32 each, so that ``ss_fwd_kernel`` can run the parts at once, each from its own
+    entering state."""
+    i_d = tl.program_id(0)
+    i_b = tl.program_id(1).to(tl.int64)
+    i_p = tl.program_id(2)
+    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
+    m_n = o_n < N
+    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
+    b_bias = _bias_and_skip(dt_bias, dt_bias, o_d, m_d, BD, HAS_BIAS, False)[0]
+    b_h = tl.zeros([NP, BD], dtype=tl.float32)
+    b_P = tl.full([NP, BD], 1.0, tl.float32)
+    t_lo = i_p * seg_per_part * SEG
+    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
+    for i_c in range(tl.cdiv(tl.minimum(t_lo + seg_per_part * SEG, T) - t_lo, BT)):
+        o_t = t_lo + i_c * BT + tl.arange(0, BT)
+        m_t = o_t < T
+        m_td = m_t[:, None] & m_d[None, :]
+        b_x = _load_td(x, i_b, o_t, o_d, T, Dm, m_td)
+        b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
+        b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
+        # past T: a = 1, b = 0 (x is 0 there), the identity (as in _fwd_steps)
+        b_a = tl.where(m_t[:, None, None],
+                       lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :]), 1.0)
+        c_a, c_b = tl.associative_scan((b_a, (b_delta * b_x)[:, None, :] * b_B[:, :, None]), 0,
+                                       _combine)
+        e_a = tl.sum(tl.where(last, c_a, 0.0), axis=0)  # the chunk's map
+        b_h = e_a * b_h + tl.sum(tl.where(last, c_b, 0.0), axis=0)
+        b_P = e_a * b_P
+    o_part = (i_b * tl.num_programs(2) + i_p) * Dm * N + o_nd
+    tl.store(prod + o_part, b_P, mask=m_nd)
+    tl.store(hloc + o_part, b_h, mask=m_nd)
+
+
+@triton.jit
+def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg, prod, hloc,
+                  T, Dm, N, lo, width, seg_per_part,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_H0: tl.constexpr, SAVE: tl.constexpr, PIPE: tl.constexpr = False):
-    """Grid (cdiv(Dm, BD), B). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm].
+    """Grid (cdiv(Dm, BD), B, parts). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm].
 
     PIPE: one loop over the chunks with no branch in it (the state save is a masked store),
     whose body issues chunk c+1's loads before chunk c's scan (software pipelining by hand:
-    Triton's pipeliner does not stage these loads, which feed no dot). Same results."""
+    Triton's pipeliner does not stage these loads, which feed no dot). Same results.
+
+    parts > 1 splits the time into parts of ``seg_per_part`` segments, one program each: a
+    part starts from h0 (or 0) taken through the earlier parts' maps from
+    ``ss_fwd_carry_kernel`` (prod, hloc); the last part writes hT. With one part, prod and
+    hloc are not read."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
+    i_p = tl.program_id(2)
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
     b_A, b_bias, b_D, b_h = _channel_params(A, dt_bias, D, h0, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
                                             NP, BD, HAS_BIAS, HAS_D, HAS_H0)
+    for k in range(i_p):  # the earlier parts' maps, first part first
+        o_k = (i_b * tl.num_programs(2) + k) * Dm * N + o_nd
+        b_h = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_h
+               + tl.load(hloc + o_k, mask=m_nd, other=0.0))
     b_A2 = b_A * LOG2E
     n_seg = tl.cdiv(T, SEG)
+    seg_lo = i_p * seg_per_part
+    seg_hi = tl.minimum(seg_lo + seg_per_part, n_seg)
     NC: tl.constexpr = SEG // BT
     if PIPE:
         # chunk c+1's loads are issued before chunk c computes (carried in registers)
-        n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, 0, o_d, o_n, m_d, m_n, T,
-                                              Dm, N, BT, HAS_Z)
-        for i_c in range(tl.cdiv(T, BT)):
+        c_lo = seg_lo * NC
+        n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, c_lo * BT, o_d, o_n, m_d,
+                                              m_n, T, Dm, N, BT, HAS_Z)
+        for i_c in range(c_lo, tl.minimum(seg_hi * NC, tl.cdiv(T, BT))):
             b_x, b_dt, b_B, b_C, b_z = n_x, n_dt, n_B, n_C, n_z
             n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, (i_c + 1) * BT, o_d,
                                                   o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
@@ -240,7 +294,7 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
             b_h = _fwd_steps(y, b_h, b_x, b_dt, b_B, b_C, b_z, b_A2, b_bias, b_D, i_b, i_c * BT,
                              o_d, m_d, T, Dm, lo, width, BT, HAS_D, HAS_Z)
     else:
-        for i_s in range(n_seg):
+        for i_s in range(seg_lo, seg_hi):
             if SAVE:
                 p_s = hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :]
                 tl.store(p_s, b_h, mask=m_nd)
@@ -249,4 +303,5 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg,
                 if t0 < T:
                     b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0,
                                      o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
-    tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
+    if i_p == tl.num_programs(2) - 1:
+        tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
