@@ -189,7 +189,8 @@ def sweep_pipe() -> None:
     # session 9's sweep (logs/h200_scan_pipe_s9.log) narrowed the tiles to these, plus register
     # caps (maxnreg): offline, the backward at (4, 8, 1 warp) takes 254 registers, 8 programs
     # per multiprocessor; capped at 200 / 168 / 128 it spills 164 / 308 / 540 bytes per thread
-    # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 196 (10), at 128 it spills 72 (16)
+    # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 178 (11), at 168 164 (12), at
+    # 128 it spills 72 (16); at (8, 16, 1) 254 (8), at 200 / 168 it spills 144 / 202 (10 / 12)
     forwards = [tile(4, 32, 1), tile(4, 16, 1), tile(8, 16, 1), tile(4, 16, 1, 168),
                 tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168),
                 tile(8, 16, 1, parts=4), tile(4, 16, 1, parts=4)]

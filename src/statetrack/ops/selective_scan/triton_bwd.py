@@ -264,14 +264,15 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                   T, Dm, N, lo, width, seg_per_part,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False):
+                  HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False,
+                  SPLIT: tl.constexpr = False):
     """Grid (cdiv(Dm, BD), B, parts). dB, dC: float32 [B, T, N] zeroed, accumulated with
     atomics; dA_part [B·parts, N, Dm], dD_part / dbias_part [B·parts, Dm] summed by the caller.
 
-    parts > 1 splits the time into parts of ``seg_per_part`` segments, one program each: the
-    carry entering a part from the right is dh_T (or 0) taken through the later parts' maps
-    from ``ss_bwd_carry_kernel`` (q, prod); part 0 writes dh0. With one part, q and prod are
-    not read.
+    SPLIT (parts > 1) splits the time into parts of ``seg_per_part`` segments, one program
+    each: the carry entering a part from the right is dh_T (or 0) taken through the later
+    parts' maps from ``ss_bwd_carry_kernel`` (q, prod); part 0 writes dh0. Without it (one
+    part) q, prod and seg_per_part are not read and the code is the unsplit kernel's.
 
     PIPE: the two chunk loops without branches, over the segment's chunks that hold steps
     before T, each issuing the next chunk's loads before this chunk's scans
@@ -281,26 +282,31 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     T = 40, where the layout was then slower than "chunk".)"""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
-    i_p = tl.program_id(2)
-    n_parts = tl.num_programs(2)
-    pid = (i_b * n_parts + i_p) * tl.num_programs(0) + i_d
+    row = i_b  # of dA_part, dD_part, dbias_part: one per (batch row, part)
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
     b_A, b_bias, b_D, b_p = _channel_params(A, dt_bias, D, dhT, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
                                             NP, BD, HAS_BIAS, HAS_D, HAS_DHT)
-    for i_k in range(n_parts - 1 - i_p):  # the later parts' maps, last part first
-        o_k = (i_b * n_parts + n_parts - 1 - i_k) * Dm * N + o_nd
-        b_p = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_p
-               + tl.load(q + o_k, mask=m_nd, other=0.0))
+    n_seg = tl.cdiv(T, SEG)
+    seg_lo, seg_hi = 0, n_seg
+    if SPLIT:
+        i_p = tl.program_id(2)
+        n_parts = tl.num_programs(2)
+        row = i_b * n_parts + i_p
+        for i_k in range(n_parts - 1 - i_p):  # the later parts' maps, last part first
+            o_k = (i_b * n_parts + n_parts - 1 - i_k) * Dm * N + o_nd
+            b_p = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_p
+                   + tl.load(q + o_k, mask=m_nd, other=0.0))
+        seg_lo = i_p * seg_per_part
+        seg_hi = tl.minimum(seg_lo + seg_per_part, n_seg)
+    pid = row * tl.num_programs(0) + i_d
     b_A2 = b_A * LOG2E
     b_dA = tl.zeros([NP, BD], dtype=tl.float32)
     b_dD = tl.zeros([BD], dtype=tl.float32)
     b_dbias = tl.zeros([BD], dtype=tl.float32)
     NC: tl.constexpr = SEG // BT
     o_sc = scratch + pid * NC * NP * BD + o_n[:, None] * BD + tl.arange(0, BD)[None, :]
-    n_seg = tl.cdiv(T, SEG)
-    seg_hi = tl.minimum((i_p + 1) * seg_per_part, n_seg)
-    for i_r in range(seg_hi - i_p * seg_per_part):
+    for i_r in range(seg_hi - seg_lo):
         i_s = seg_hi - 1 - i_r
         b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
                       mask=m_nd, other=0.0)
@@ -330,9 +336,8 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                         x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
                         b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n,
                         m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
-    if i_p == 0:  # the carry past step 0
+    if seg_lo == 0:  # the carry past step 0 (part 0's)
         tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
-    row = i_b * n_parts + i_p
     tl.store(dA_part + row * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
              mask=m_nd)
     tl.store(dD_part + row * Dm + o_d, b_dD, mask=m_d)

@@ -172,7 +172,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
         x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, prod, hloc, T, Dm, N, lo, width,
         per_part, NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
-        PIPE=pipe, num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
+        PIPE=pipe, SPLIT=parts > 1, num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return y, hT, (hseg if save else None)
 
 
@@ -278,7 +278,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch, q, prod,
         T, Dm, N, lo, width, per_part,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe,
+        HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe, SPLIT=parts > 1,
         num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return _reduce_grads(grads, dBC, B, C)
 

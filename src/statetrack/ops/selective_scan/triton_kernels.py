@@ -251,39 +251,43 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg, prod, hloc,
                   T, Dm, N, lo, width, seg_per_part,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                  HAS_H0: tl.constexpr, SAVE: tl.constexpr, PIPE: tl.constexpr = False):
+                  HAS_H0: tl.constexpr, SAVE: tl.constexpr, PIPE: tl.constexpr = False,
+                  SPLIT: tl.constexpr = False):
     """Grid (cdiv(Dm, BD), B, parts). hseg[b, s] = state before step s·SEG, layout [B, S, N, Dm].
 
     PIPE: one loop over the chunks with no branch in it (the state save is a masked store),
     whose body issues chunk c+1's loads before chunk c's scan (software pipelining by hand:
     Triton's pipeliner does not stage these loads, which feed no dot). Same results.
 
-    parts > 1 splits the time into parts of ``seg_per_part`` segments, one program each: a
-    part starts from h0 (or 0) taken through the earlier parts' maps from
-    ``ss_fwd_carry_kernel`` (prod, hloc); the last part writes hT. With one part, prod and
-    hloc are not read."""
+    SPLIT (parts > 1) splits the time into parts of ``seg_per_part`` segments, one program
+    each: a part starts from h0 (or 0) taken through the earlier parts' maps from
+    ``ss_fwd_carry_kernel`` (prod, hloc); the last part writes hT. Without it (one part, the
+    grid's third axis 1) prod, hloc and seg_per_part are not read and the code is the unsplit
+    kernel's."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
-    i_p = tl.program_id(2)
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
     b_A, b_bias, b_D, b_h = _channel_params(A, dt_bias, D, h0, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
                                             NP, BD, HAS_BIAS, HAS_D, HAS_H0)
-    for k in range(i_p):  # the earlier parts' maps, first part first
-        o_k = (i_b * tl.num_programs(2) + k) * Dm * N + o_nd
-        b_h = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_h
-               + tl.load(hloc + o_k, mask=m_nd, other=0.0))
     b_A2 = b_A * LOG2E
     n_seg = tl.cdiv(T, SEG)
-    seg_lo = i_p * seg_per_part
-    seg_hi = tl.minimum(seg_lo + seg_per_part, n_seg)
     NC: tl.constexpr = SEG // BT
+    seg_lo, seg_hi, c_hi = 0, n_seg, tl.cdiv(T, BT)
+    if SPLIT:
+        i_p = tl.program_id(2)
+        for k in range(i_p):  # the earlier parts' maps, first part first
+            o_k = (i_b * tl.num_programs(2) + k) * Dm * N + o_nd
+            b_h = (tl.load(prod + o_k, mask=m_nd, other=0.0) * b_h
+                   + tl.load(hloc + o_k, mask=m_nd, other=0.0))
+        seg_lo = i_p * seg_per_part
+        seg_hi = tl.minimum(seg_lo + seg_per_part, n_seg)
+        c_hi = tl.minimum(seg_hi * NC, c_hi)
     if PIPE:
         # chunk c+1's loads are issued before chunk c computes (carried in registers)
-        c_lo = seg_lo * NC
-        n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, c_lo * BT, o_d, o_n, m_d,
-                                              m_n, T, Dm, N, BT, HAS_Z)
-        for i_c in range(c_lo, tl.minimum(seg_hi * NC, tl.cdiv(T, BT))):
+        n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, seg_lo * NC * BT, o_d, o_n,
+                                              m_d, m_n, T, Dm, N, BT, HAS_Z)
+        for i_c in range(seg_lo * NC, c_hi):
             b_x, b_dt, b_B, b_C, b_z = n_x, n_dt, n_B, n_C, n_z
             n_x, n_dt, n_B, n_C, n_z = _fwd_loads(x, dt, Bm, Cm, z, i_b, (i_c + 1) * BT, o_d,
                                                   o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
@@ -303,5 +307,8 @@ def ss_fwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, h0, y, hT, hseg, prod, hloc,
                 if t0 < T:
                     b_h = _fwd_chunk(x, dt, Bm, Cm, D, z, y, b_h, b_A2, b_bias, b_D, i_b, t0,
                                      o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
-    if i_p == tl.num_programs(2) - 1:
+    if SPLIT:
+        if tl.program_id(2) == tl.num_programs(2) - 1:
+            tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
+    else:
         tl.store(hT + i_b * Dm * N + o_nd, b_h, mask=m_nd)
