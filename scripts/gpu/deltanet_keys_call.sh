@@ -4,8 +4,8 @@
 # re-evaluated in float32 beside its bf16 eval.csv. The runs committed under
 # results/deltanet_keys_gpu/ are copied in first, so the sweep skips them. Brings back
 # $OUT/deltanet_keys.tar.gz (each finished run's config.yaml, summary.json, eval*.csv,
-# metrics.jsonl) and $OUT/keys.log; copy the new run directories into
-# results/deltanet_keys_gpu/parity/deltanet_neg/.
+# metrics.jsonl; the committed ones again, unchanged) and $OUT/keys.log. Import here with
+# `tar xzf CALL_DIR/deltanet_keys.tar.gz -C results/deltanet_keys_gpu`.
 #   bash scripts/gpu/deltanet_keys_call.sh [PER_GPU] [SEEDS]
 #   SEEDS: a glob of the seeds to run in this call, e.g. '[345]' (6 runs, about 5.5 minutes on
 #   an H200 in session 9); default: every seed of the sweep
