@@ -323,7 +323,8 @@ def main() -> None:
             for pas, layout in itertools.product(("fwd", "fwdbwd"), args.layouts):
                 set_layout(layout)
                 ms = {"statetrack": time_backend(shape, eig, "triton", pas, 200)}
-                graph = {"statetrack": time_backend(shape, eig, "triton", pas, 200, graph=True)}
+                graphed = {"statetrack": time_backend(shape, eig, "triton", pas, 200,
+                                                      graph=True)}
                 # the torch backend at [0, 1] only (the table's column; 1-2 s a call at the
                 # large shapes)
                 if not args.no_torch and layout == args.layouts[0] and lo == 0.0:
@@ -336,7 +337,7 @@ def main() -> None:
                 exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
                 rec = {"op": "selective_scan",
                        "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
-                       "pass": pas, "layout": layout, "ms": ms, "graph_ms": graph,
+                       "pass": pas, "layout": layout, "ms": ms, "graph_ms": graphed,
                        "eig_range": eig.as_list(),
                        "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
                        "copy_gbps": cgbps, "exp_floor_ms": exp_floor,

@@ -14,17 +14,19 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
-    _bias_and_skip,
     _channel_block,
     _channel_params,
     _combine,
     _combine_excl,
     _fwd_loads,
     _gate_dy,
+    _last_row,
     _load_td,
     _load_tn,
+    _part_program,
     _softplus,
     _store_td_grads,
+    _transitions,
 )
 
 
@@ -54,12 +56,10 @@ def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
     b_delta = _softplus(b_dt + b_bias[None, :])
-    b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
-    b_a = tl.where(m_t[:, None, None], b_a, 1.0)
+    b_a = _transitions(b_delta, b_A2, m_t, lo, width)
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
     c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
-    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
-    return tl.sum(tl.where(last, c_a * b_h[None, :, :] + c_b, 0.0), axis=0)
+    return _last_row(c_a * b_h[None, :, :] + c_b)
 
 
 @triton.jit
@@ -221,18 +221,12 @@ def ss_bwd_carry_kernel(dt, A, Cm, z, dt_bias, dy, q, prod, T, Dm, N, lo, width,
     states nor the other gradients. For each part this stores q (the carry it passes on when
     none enters) and prod (the product of its transitions), ``[B, parts, Dm, N]`` float32, so
     that ``ss_bwd_kernel`` can run the parts at once, each from its own entering carry."""
-    i_d = tl.program_id(0)
-    i_b = tl.program_id(1).to(tl.int64)
-    i_p = tl.program_id(2)
-    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
+    i_b, o_d, o_n, m_d, m_nd, b_A2, b_bias, t_lo, t_hi, o_part = _part_program(
+        A, dt_bias, T, Dm, N, seg_per_part, NP, BD, SEG, HAS_BIAS)
     m_n = o_n < N
-    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
-    b_bias = _bias_and_skip(dt_bias, dt_bias, o_d, m_d, BD, HAS_BIAS, False)[0]
     b_q = tl.zeros([NP, BD], dtype=tl.float32)
     b_P = tl.full([NP, BD], 1.0, tl.float32)
-    t_lo = i_p * seg_per_part * SEG
-    n_c = tl.cdiv(tl.minimum(t_lo + seg_per_part * SEG, T) - t_lo, BT)
-    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
+    n_c = tl.cdiv(t_hi - t_lo, BT)
     for i_rc in range(n_c):  # the part's chunks, last to first (they never cross its ends)
         o_t = t_lo + (n_c - 1 - i_rc) * BT + tl.arange(0, BT)
         m_t = o_t < T
@@ -246,14 +240,12 @@ def ss_bwd_carry_kernel(dt, A, Cm, z, dt_bias, dy, q, prod, T, Dm, N, lo, width,
         b_dyg = _gate_dy(b_dy, b_z, HAS_Z)[1]
         b_C = _load_tn(Cm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
         # past T: a = 1 and dh = 0, the identity (as in _bwd_steps)
-        b_a = tl.where(m_t[:, None, None],
-                       lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :]), 1.0)
+        b_a = _transitions(b_delta, b_A2, m_t, lo, width)
         b_dh = b_dyg[:, None, :] * b_C[:, :, None]
         f_a, f_b = tl.associative_scan((tl.flip(b_a, 0), tl.flip(b_a * b_dh, 0)), 0, _combine)
-        c_a = tl.sum(tl.where(last, f_a, 0.0), axis=0)  # the chunk's map, step t0 last
-        b_q = c_a * b_q + tl.sum(tl.where(last, f_b, 0.0), axis=0)
+        c_a = _last_row(f_a)  # the chunk's map, step t0 last
+        b_q = c_a * b_q + _last_row(f_b)
         b_P = c_a * b_P
-    o_part = (i_b * tl.num_programs(2) + i_p) * Dm * N + o_nd
     tl.store(q + o_part, b_q, mask=m_nd)
     tl.store(prod + o_part, b_P, mask=m_nd)
 

@@ -162,8 +162,7 @@ def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: boo
     grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
     prod = hloc = hT  # read only with parts > 1
     if parts > 1:
-        prod = torch.empty(Bsz, parts, Dm, N, device=x.device, dtype=torch.float32)
-        hloc = torch.empty_like(prod)
+        prod, hloc = _part_maps(Bsz, parts, Dm, N, x.device)
         ss_fwd_carry_kernel[grid](
             x, dt, A, B, dt_bias, prod, hloc, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_BIAS=dt_bias is not None,
@@ -246,6 +245,13 @@ def _reduce_grads(grads: tuple, dBC: torch.Tensor, B: torch.Tensor, C: torch.Ten
     return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
 
 
+def _part_maps(Bsz: int, parts: int, Dm: int, N: int, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two ``[B, parts, Dm, N]`` float32 outputs of a carry kernel (each part's affine map),
+    from one allocation."""
+    return torch.empty(2, Bsz, parts, Dm, N, device=device, dtype=torch.float32).unbind(0)
+
+
 def _time_parts(cfg: ScanConfig, T: int) -> tuple[int, int]:
     """(parts, segments per part) of a backward split in time: at most ``cfg.parts``, whole
     segments each, none empty."""
@@ -266,8 +272,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
     q = prod = hseg  # read only with parts > 1
     if parts > 1:
-        q = torch.empty(Bsz, parts, Dm, N, device=x.device, dtype=torch.float32)
-        prod = torch.empty_like(q)
+        q, prod = _part_maps(Bsz, parts, Dm, N, x.device)
         ss_bwd_carry_kernel[grid](
             dt, A, C, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_Z=z is not None,

@@ -43,6 +43,39 @@ def _softplus(u):
 
 
 @triton.jit
+def _transitions(b_delta, b_A2, m_t, lo, width):
+    """a = lo + width·exp(Δ·A) ``[BT, NP, BD]`` (A2 = A·log2 e), 1 (the identity) at steps
+    past T (``m_t`` false)."""
+    b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
+    return tl.where(m_t[:, None, None], b_a, 1.0)
+
+
+@triton.jit
+def _last_row(t):
+    """Row BT − 1 of a ``[BT, NP, BD]`` tile (a chunk's whole map after a scan), ``[NP, BD]``."""
+    BT: tl.constexpr = t.shape[0]
+    return tl.sum(tl.where((tl.arange(0, BT) == BT - 1)[:, None, None], t, 0.0), axis=0)
+
+
+@triton.jit
+def _part_program(A, dt_bias, T, Dm, N, seg_per_part, NP: tl.constexpr, BD: tl.constexpr,
+                  SEG: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """The program (channel block, batch row, part) of a carry kernel: row i_b, the channel
+    block's offsets and masks, A·log2 e ``[NP, BD]``, dt_bias ``[BD]``, the part's first
+    step and end (≤ T), and the offsets of its ``[B, parts, Dm, N]`` outputs."""
+    i_d = tl.program_id(0)
+    i_b = tl.program_id(1).to(tl.int64)
+    i_p = tl.program_id(2)
+    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
+    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
+    b_bias = _bias_and_skip(dt_bias, dt_bias, o_d, m_d, BD, HAS_BIAS, False)[0]
+    t_lo = i_p * seg_per_part * SEG
+    t_hi = tl.minimum(t_lo + seg_per_part * SEG, T)
+    o_part = (i_b * tl.num_programs(2) + i_p) * Dm * N + o_nd
+    return i_b, o_d, o_n, m_d, m_nd, b_A2, b_bias, t_lo, t_hi, o_part
+
+
+@triton.jit
 def _load_td(p, i_b, o_t, o_d, T, Dm, m_td):
     """A ``[BT, BD]`` tile of a ``[B, T, Dm]`` tensor as float32 (0 outside)."""
     return tl.load(p + i_b * T * Dm + o_t[:, None] * Dm + o_d[None, :], mask=m_td,
@@ -183,15 +216,13 @@ def _fwd_steps(y, b_h, b_x, b_dt, b_B, b_C, b_z, b_A2, b_bias, b_D, i_b, t0, o_d
     m_td = m_t[:, None] & m_d[None, :]
     b_delta = _softplus(b_dt + b_bias[None, :])
     # steps past T are the identity map (a = 1, b = 0), so the last row is the carried state
-    b_a = lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :])
-    b_a = tl.where(m_t[:, None, None], b_a, 1.0)
+    b_a = _transitions(b_delta, b_A2, m_t, lo, width)
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
     c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
     b_hs = c_a * b_h[None, :, :] + c_b
     _store_y_given_z(y, tl.sum(b_hs * b_C[:, :, None], axis=1), b_x, b_D, b_z, i_b, o_t, o_d,
                      m_td, T, Dm, HAS_D, HAS_Z)
-    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
-    return tl.sum(tl.where(last, b_hs, 0.0), axis=0)
+    return _last_row(b_hs)
 
 
 @triton.jit
@@ -215,18 +246,12 @@ def ss_fwd_carry_kernel(x, dt, A, Bm, dt_bias, prod, hloc, T, Dm, N, lo, width, 
     product of its transitions; hloc: its end state from a zero start), ``[B, parts, Dm, N]``
     float32 each, so that ``ss_fwd_kernel`` can run the parts at once, each from its own
     entering state."""
-    i_d = tl.program_id(0)
-    i_b = tl.program_id(1).to(tl.int64)
-    i_p = tl.program_id(2)
-    o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
+    i_b, o_d, o_n, m_d, m_nd, b_A2, b_bias, t_lo, t_hi, o_part = _part_program(
+        A, dt_bias, T, Dm, N, seg_per_part, NP, BD, SEG, HAS_BIAS)
     m_n = o_n < N
-    b_A2 = tl.load(A + o_nd, mask=m_nd, other=0.0).to(tl.float32) * LOG2E
-    b_bias = _bias_and_skip(dt_bias, dt_bias, o_d, m_d, BD, HAS_BIAS, False)[0]
     b_h = tl.zeros([NP, BD], dtype=tl.float32)
     b_P = tl.full([NP, BD], 1.0, tl.float32)
-    t_lo = i_p * seg_per_part * SEG
-    last = (tl.arange(0, BT) == BT - 1)[:, None, None]
-    for i_c in range(tl.cdiv(tl.minimum(t_lo + seg_per_part * SEG, T) - t_lo, BT)):
+    for i_c in range(tl.cdiv(t_hi - t_lo, BT)):
         o_t = t_lo + i_c * BT + tl.arange(0, BT)
         m_t = o_t < T
         m_td = m_t[:, None] & m_d[None, :]
@@ -234,14 +259,12 @@ def ss_fwd_carry_kernel(x, dt, A, Bm, dt_bias, prod, hloc, T, Dm, N, lo, width, 
         b_delta = _softplus(_load_td(dt, i_b, o_t, o_d, T, Dm, m_td) + b_bias[None, :])
         b_B = _load_tn(Bm, i_b, o_t, o_n, T, N, m_t[:, None] & m_n[None, :])
         # past T: a = 1, b = 0 (x is 0 there), the identity (as in _fwd_steps)
-        b_a = tl.where(m_t[:, None, None],
-                       lo + width * tl.exp2(b_delta[:, None, :] * b_A2[None, :, :]), 1.0)
-        c_a, c_b = tl.associative_scan((b_a, (b_delta * b_x)[:, None, :] * b_B[:, :, None]), 0,
+        c_a, c_b = tl.associative_scan((_transitions(b_delta, b_A2, m_t, lo, width),
+                                        (b_delta * b_x)[:, None, :] * b_B[:, :, None]), 0,
                                        _combine)
-        e_a = tl.sum(tl.where(last, c_a, 0.0), axis=0)  # the chunk's map
-        b_h = e_a * b_h + tl.sum(tl.where(last, c_b, 0.0), axis=0)
+        e_a = _last_row(c_a)  # the chunk's map
+        b_h = e_a * b_h + _last_row(c_b)
         b_P = e_a * b_P
-    o_part = (i_b * tl.num_programs(2) + i_p) * Dm * N + o_nd
     tl.store(prod + o_part, b_P, mask=m_nd)
     tl.store(hloc + o_part, b_h, mask=m_nd)
 
