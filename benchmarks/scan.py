@@ -152,10 +152,12 @@ def max_rel_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def sweep_pipe() -> None:
     """Time tiles of the "chunk_pipe" kernels at every shape ([−1, 1]), each forced for both
     of PIPE_TILES' sets: forward tiles (forward only), backward tiles (forward+backward, the
-    forward at "many"'s) and whole (forward, backward) pairs. Every tile's y and gradients are
-    first compared with the "chunk" layout's (GPU-tested) at the same shape: a tile that
-    disagrees by more than 2e-2 (bf16) is reported as WRONG, so a fast but broken tile cannot
-    win; one that fails to compile or run is reported as FAILED and the sweep goes on."""
+    forward at "many"'s) and whole (forward, backward) pairs, each replayed from a CUDA graph
+    (kernel time: at (256, 40, 256) the host's launch work would hide it). Every tile's y and
+    gradients are first compared with the "chunk" layout's (GPU-tested) at the same shape: a
+    tile that disagrees by more than 2e-2 (bf16) is reported as WRONG, so a fast but broken
+    tile cannot win; one that fails to compile or run is reported as FAILED and the sweep goes
+    on."""
     import dataclasses
 
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -177,30 +179,24 @@ def sweep_pipe() -> None:
         ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0)
         try:
             err = max_rel_err(grads_of(shape), truth)
-            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100)
+            ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100, graph=True)
         except Exception as e:  # noqa: BLE001  (a tile that does not compile loses, loudly)
             print(f"sweep chunk_pipe {kind} {shape} {label}: FAILED ({type(e).__name__}: "
                   f"{str(e).splitlines()[0] if str(e) else ''})", flush=True)
             return
         flag = "" if err <= 2e-2 else f"  WRONG (max rel err {err:.2e})"
-        print(f"sweep chunk_pipe {kind} {shape} {label}: {ms:.3f} ms  (err {err:.1e}){flag}",
-              flush=True)
+        print(f"sweep chunk_pipe {kind} {shape} {label}: {ms:.3f} ms graph  (err {err:.1e})"
+              f"{flag}", flush=True)
 
-    # session 9's sweep (logs/h200_scan_pipe_s9.log) narrowed the tiles to these, plus register
-    # caps (maxnreg): offline, the backward at (4, 8, 1 warp) takes 254 registers, 8 programs
-    # per multiprocessor; capped at 200 / 168 / 128 it spills 164 / 308 / 540 bytes per thread
-    # and fits 10 / 12 / 16; the forward at (4, 16, 1) takes 178 (11), at 168 164 (12), at
-    # 128 it spills 72 (16); at (8, 16, 1) 254 (8), at 200 / 168 it spills 144 / 202 (10 / 12)
-    forwards = [tile(4, 32, 1), tile(4, 16, 1), tile(8, 16, 1), tile(4, 16, 1, 168),
-                tile(4, 16, 1, 128), tile(8, 16, 1, 200), tile(8, 16, 1, 168),
-                tile(8, 16, 1, parts=4), tile(4, 16, 1, parts=4)]
-    # and both passes split in time (parts: more programs where the grid is small and T long;
-    # (4, 8192, 1536) has 384 forward programs at BD = 16 and 768 backward ones at BD = 8)
-    backwards = [tile(2, 16, 1), tile(4, 8, 1), tile(4, 8, 1, 200), tile(4, 8, 1, 168),
-                 tile(4, 8, 1, 128), tile(4, 8, 1, parts=2), tile(4, 8, 1, parts=4),
-                 tile(4, 8, 1, 168, parts=4)]
-    # "few" as a whole (never timed together before), and both passes split in time
-    pairs = [(base.few[0], base.few[1]), (tile(8, 16, 1, parts=4), tile(4, 8, 1, parts=4))]
+    # session 10's sweep (logs/h200_scan_pipe_s10.log): register caps and splits in time
+    # (parts) lost at every shape but the host-bound (256, 40, 256), so they are gone; these
+    # are the tiles that fit without spills offline (scripts/dev/kernel_resources.py: forward
+    # (4, 16) / (8, 16) / (4, 8) / (8, 8) / (16, 8) take 178 / 254 / 128 / 164 / 218
+    # registers; backward (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) 254 / 243 / 168 / 165 /
+    # 223, all at 1 warp)
+    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(4, 8, 1), tile(8, 8, 1), tile(16, 8, 1)]
+    backwards = [tile(4, 8, 1), tile(2, 8, 1), tile(1, 8, 1), tile(2, 4, 1), tile(4, 4, 1)]
+    pairs = [(base.few[0], base.few[1])]
     for shape in SHAPES:
         set_layout("chunk")
         truth = grads_of(shape)

@@ -86,3 +86,37 @@ def test_moves_by_line_names_the_calling_line() -> None:
         "triton_bwd.py:115": {"shuffle": 2, "barrier": 1, "st.shared": 1},
         "triton_bwd.py:128 (standard.py:293)": {"st.shared": 1, "ld.shared": 1, "atomic": 1},
     }
+
+
+def test_sass_counts_grow_with_the_tile(capsys: pytest.CaptureFixture) -> None:
+    """The SASS column comes from the assembled cubin: every kernel has instructions, the kinds
+    are a subset of all, and a chunk of 64 steps (held in registers, the scan unrolled) takes
+    more instructions than one of 2."""
+    tool = load_tool()
+    assert tool.main(["linear_scan", "--grid", "BT=2,64"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if re.match(r"\| ls_", line)]
+    sass = {(r[0].strip(), r[1].strip()): [int(v) for v in r[8].split()] for r in rows}
+    for counts in sass.values():
+        assert len(counts) == 1 + len(tool.SASS_KINDS)
+        assert counts[0] > 0 and sum(counts[1:]) <= counts[0]
+    for kernel in ("ls_fwd", "ls_bwd"):
+        assert sass[(kernel, "BT=64")][0] > sass[(kernel, "BT=2")][0]
+
+
+def test_sass_counts_read_opcodes_predicated_or_not() -> None:
+    """``sass_counts`` reads each instruction's opcode past a predicate guard and counts the
+    kinds by prefix (HFMA2 is not FFMA; SHFL.BFLY is a shuffle)."""
+    tool = load_tool()
+    sass = """
+        /*0000*/                   LDC R1, c[0x0][0x28] ;
+        /*0010*/              @!P0 SHFL.BFLY PT, R3, R2, 0x1, 0x1f ;
+        /*0020*/                   FFMA R4, R3, R2, R4 ;
+        /*0030*/               @P1 FFMA R5, R3, R2, R5 ;
+        /*0040*/                   HFMA2.MMA R6, -RZ, RZ, 0, 0 ;
+        /*0050*/                   RED.E.ADD.F32.FTZ.RN.STRONG.GPU [R8.64], R4 ;
+    """
+    counts = tool.sass_counts(sass)
+    assert counts["all"] == 6
+    assert counts["SHFL"] == 1 and counts["FFMA"] == 2 and counts["RED"] == 1
+    assert counts["MUFU"] == 0 and counts["FADD"] == 0

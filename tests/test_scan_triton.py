@@ -180,25 +180,31 @@ def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
 
 
 def test_pipe_tiles_choice() -> None:
-    """chunk_pipe takes its "many" tiles only for a grid of at least many_per_sm programs per
-    multiprocessor (a CPU counts as one) and a sequence longer than short_T; the defaults keep
-    forward and backward on one SEG."""
+    """chunk_pipe takes "few" for T up to short_T; past it "many" from many_per_sm programs per
+    multiprocessor (a CPU counts as one), "fewest" below fewest_per_sm and "few" between; the
+    defaults keep each set's forward and backward on one SEG."""
     import dataclasses
 
     from statetrack.ops.selective_scan import triton_impl as ti
 
     cpu = torch.device("cpu")
-    tiles = dataclasses.replace(ti.PIPE_TILES, many_per_sm=4, short_T=64)
+    tiles = dataclasses.replace(ti.PIPE_TILES, many_per_sm=4, short_T=64, fewest_per_sm=2)
     bd = tiles.many[0].BD
-    assert tiles.many != tiles.few
+    assert len({tiles.many, tiles.few, tiles.fewest}) == 3
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ti, "PIPE_TILES", tiles)
         assert ti.pipe_tiles(4, 65, bd, cpu) == tiles.many  # 4 programs, T past short_T
         assert ti.pipe_tiles(3, 65, bd, cpu) == tiles.few  # 3 programs
+        assert ti.pipe_tiles(2, 65, bd, cpu) == tiles.few  # 2: not below fewest_per_sm
+        assert ti.pipe_tiles(1, 65, bd, cpu) == tiles.fewest  # 1 program
         assert ti.pipe_tiles(1, 65, 4 * bd, cpu) == tiles.many  # programs also over channels
         assert ti.pipe_tiles(1, 65, 3 * bd + 1, cpu) == tiles.many  # a partial block counts
+        assert ti.pipe_tiles(1, 65, bd + 1, cpu) == tiles.few  # 2 programs
         assert ti.pipe_tiles(4, 64, bd, cpu) == tiles.few  # T = short_T
-    for f, b in (ti.PIPE_TILES.many, ti.PIPE_TILES.few):
+        assert ti.pipe_tiles(1, 64, bd, cpu) == tiles.few  # short T wins over a small grid
+        mp.setattr(ti, "PIPE_TILES", dataclasses.replace(tiles, fewest=None))
+        assert ti.pipe_tiles(1, 65, bd, cpu) == tiles.few  # no "fewest" set: "few"
+    for f, b in ti.PIPE_TILES.sets().values():
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
@@ -339,8 +345,8 @@ def test_forward_refuses_a_state_spacing_the_backward_does_not_use(
     monkeypatch.setattr(ti, "FWD_CONFIG", f128)
     with pytest.raises(ValueError, match=r"FWD_CONFIG.SEG = 128 .* BWD_CONFIG.SEG = 64"):
         ti._forward(*ins, 0.0, 1.0, True, pipe=False)
-    for bad in ("many", "few"):
-        tiles = {"many": (b64, b64), "few": (b64, b64), bad: (f128, b64)}
+    for bad in ("many", "few", "fewest"):
+        tiles = {"many": (b64, b64), "few": (b64, b64), "fewest": (b64, b64), bad: (f128, b64)}
         monkeypatch.setattr(ti, "PIPE_TILES", ti.PipeTiles(**tiles))
         with pytest.raises(ValueError, match=rf"PIPE_TILES.{bad} has forward SEG = 128"):
             ti._forward(*ins, 0.0, 1.0, True, pipe=True)
@@ -348,14 +354,14 @@ def test_forward_refuses_a_state_spacing_the_backward_does_not_use(
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("tiles", ["many", "few"])
+@pytest.mark.parametrize("tiles", ["many", "few", "fewest"])
 @pytest.mark.parametrize("T", [65, 1000])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.usefixtures("nan_empty")
 def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both of chunk_pipe's tile sets (PIPE_TILES; the test shape has too few programs for
-    "many" unless forced) equal the float64 loop at [−1, 1]."""
+    """Each of chunk_pipe's tile sets (PIPE_TILES, forced) equals the float64 loop at
+    [−1, 1]."""
     import dataclasses
 
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -363,7 +369,7 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
     forced = dataclasses.replace(ti.PIPE_TILES, many_per_sm=0 if tiles == "many" else 10**6,
-                                 short_T=0)
+                                 fewest_per_sm=10**6 if tiles == "fewest" else 0, short_T=0)
     monkeypatch.setattr(ti, "PIPE_TILES", forced)
     assert ti.pipe_tiles(2, T, 80, torch.device("cuda")) == getattr(forced, tiles)
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))

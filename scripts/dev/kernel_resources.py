@@ -14,7 +14,12 @@ device time spent only on the ones that fit.
         --grid BV=32,64 [--dtype fp32]
 
 Each row: kernel, constexpr settings, num_warps, registers per thread, spilled bytes (stores,
-loads), shared memory bytes, and programs per multiprocessor that the registers allow.
+loads), shared memory bytes, programs per multiprocessor that the registers allow, and static
+SASS instruction counts (``cuobjdump -sass`` of the cubin; a loop body counts once): all, then
+shuffles, MUFU, FFMA, FMUL, FADD, global loads, stores, reductions (atomics) and barriers. In
+session 10 they showed where the backward's instructions go: without its dB / dC sums the
+(4, 8, 1 warp) backward drops from 1,800 to 1,448 instructions, its shuffles from 124 to 28
+and its registers from 254 to 225.
 
 ``--by-line`` also lists, per source line (from the PTX's ``.loc`` entries), the operations that
 move data between threads: warp shuffles, shared-memory stores and loads (``stmatrix`` /
@@ -199,14 +204,32 @@ def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / f"{spec.name}.ptx"
         ptx.write_text(compiled.asm["ptx"])
-        report = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(ptx), "-o", "/dev/null"],
+        cubin = Path(tmp) / f"{spec.name}.cubin"
+        report = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(ptx), "-o", str(cubin)],
                                 capture_output=True, text=True, check=True).stderr
+        sass = subprocess.run([str(ptxas.parent / "cuobjdump"), "-sass", str(cubin)],
+                              capture_output=True, text=True, check=True).stdout
     number = lambda pattern: int(re.search(pattern, report).group(1))  # noqa: E731
     return {"registers": number(r"Used (\d+) registers"),
             "spill_stores": number(r"(\d+) bytes spill stores"),
             "spill_loads": number(r"(\d+) bytes spill loads"),
             "shared": int(compiled.metadata.shared),
+            "sass": sass_counts(sass),
             "moves": moves_by_line(compiled.asm["ptx"])}
+
+
+SASS_KINDS = ("SHFL", "MUFU", "FFMA", "FMUL", "FADD", "LDG", "STG", "RED", "BAR")
+
+
+def sass_counts(sass: str) -> dict[str, int]:
+    """Static SASS instruction counts (a loop body counts once): all instructions, and those
+    whose opcode starts with each of ``SASS_KINDS``."""
+    ops = re.findall(r"^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)", sass,
+                     re.M)
+    counts = {"all": len(ops)}
+    for kind in SASS_KINDS:
+        counts[kind] = sum(op.startswith(kind) for op in ops)
+    return counts
 
 
 MOVES = {"shfl": "shuffle", "st.shared": "st.shared", "stmatrix": "st.shared",
@@ -290,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     ptxas = _ptxas()
     by_line: list[tuple[str, dict[str, dict[str, int]]]] = []
     print("| kernel | settings | warps | maxnreg | registers | spills (st/ld B) | shared B | "
-          "programs/SM |")
-    print("|---|---|---|---|---|---|---|---|")
+          "programs/SM | SASS (" + ", ".join(("all",) + SASS_KINDS) + ") |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for spec in specs:
         if args.kernels and spec.name not in args.kernels:
             continue
@@ -304,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             shown = ", ".join(f"{k}={settings[k]}" for k in point if k in settings) or "default"
             per_sm = REGISTERS_PER_SM // (r["registers"] * 32 * warps)
             print(f"| {spec.name} | {shown} | {warps} | {cap or '-'} | {r['registers']} | "
-                  f"{r['spill_stores']}/{r['spill_loads']} | {r['shared']} | {per_sm} |")
+                  f"{r['spill_stores']}/{r['spill_loads']} | {r['shared']} | {per_sm} | "
+                  + " ".join(str(v) for v in r["sass"].values()) + " |")
             if args.by_line:
                 by_line.append((f"{spec.name} ({shown}, {warps} warps)", r["moves"]))
     for title, moves in by_line:

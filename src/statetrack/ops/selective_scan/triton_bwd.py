@@ -14,6 +14,7 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _add_channel_sums,
     _channel_block,
     _channel_params,
     _combine,
@@ -252,14 +253,14 @@ def ss_bwd_carry_kernel(dt, A, Cm, z, dt_bias, dy, q, prod, T, Dm, N, lo, width,
 
 @triton.jit
 def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
-                  dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0, scratch, q, prod,
+                  dx, ddt, dz, dB, dC, dA, dD, dbias, dh0, scratch, q, prod,
                   T, Dm, N, lo, width, seg_per_part,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False,
                   SPLIT: tl.constexpr = False):
-    """Grid (cdiv(Dm, BD), B, parts). dB, dC: float32 [B, T, N] zeroed, accumulated with
-    atomics; dA_part [B·parts, N, Dm], dD_part / dbias_part [B·parts, Dm] summed by the caller.
+    """Grid (cdiv(Dm, BD), B, parts). dB, dC [B, T, N], dA [Dm, N], dD and dbias [Dm]: float32,
+    zeroed, accumulated with atomics (dA, dD, dbias once per program, at its end).
 
     SPLIT (parts > 1) splits the time into parts of ``seg_per_part`` segments, one program
     each: the carry entering a part from the right is dh_T (or 0) taken through the later
@@ -274,7 +275,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     T = 40, where the layout was then slower than "chunk".)"""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
-    row = i_b  # of dA_part, dD_part, dbias_part: one per (batch row, part)
+    row = i_b  # of the scratch: one per (batch row, part)
     o_d, o_n, m_d, m_nd, o_nd = _channel_block(i_d, Dm, N, NP, BD)
     m_n = o_n < N
     b_A, b_bias, b_D, b_p = _channel_params(A, dt_bias, D, dhT, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
@@ -330,7 +331,5 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                         m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
     if seg_lo == 0:  # the carry past step 0 (part 0's)
         tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
-    tl.store(dA_part + row * N * Dm + o_n[:, None] * Dm + o_d[None, :], b_dA * width,
-             mask=m_nd)
-    tl.store(dD_part + row * Dm + o_d, b_dD, mask=m_d)
-    tl.store(dbias_part + row * Dm + o_d, b_dbias, mask=m_d)
+    tl.atomic_add(dA + o_nd, b_dA * width, mask=m_nd, sem="relaxed")
+    _add_channel_sums(dD, dbias, b_dD, b_dbias, o_d, m_d)

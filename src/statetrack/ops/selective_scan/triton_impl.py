@@ -40,38 +40,51 @@ BWD_CONFIG = ScanConfig(BT=4, BD=32, SEG=64, num_warps=4)  # fastest of the H200
 
 @dataclass(frozen=True)
 class PipeTiles:
-    """The "chunk_pipe" layout's tiles, chosen per call: ``many`` when the grid has at least
-    ``many_per_sm`` programs per multiprocessor (cdiv(Dm, BD) · B, BD of ``many``'s forward)
-    and the sequence is longer than ``short_T`` steps, else ``few`` (fewer programs, or fewer
-    chunks per program, want more warps each). Each pair is (forward, backward); the two share
-    SEG, the spacing of the saved states the backward restarts from."""
+    """The "chunk_pipe" layout's tiles, chosen per call from the grid (cdiv(Dm, BD) · B
+    programs, BD of ``many``'s forward, per multiprocessor) and the sequence length: ``few``
+    when T is at most ``short_T`` steps; else ``many`` from ``many_per_sm`` programs per
+    multiprocessor, ``fewest`` (when given) below ``fewest_per_sm``, and ``few`` between. Each
+    set is (forward, backward); all share SEG, the spacing of the saved states the backward
+    restarts from."""
 
     many: tuple[ScanConfig, ScanConfig]
     few: tuple[ScanConfig, ScanConfig]
     many_per_sm: int = 2
     short_T: int = 0
+    fewest: tuple[ScanConfig, ScanConfig] | None = None
+    fewest_per_sm: int = 0
+
+    def sets(self) -> dict[str, tuple[ScanConfig, ScanConfig]]:
+        """The tile sets by name (``fewest`` only when given)."""
+        named = {"many": self.many, "few": self.few, "fewest": self.fewest}
+        return {name: pair for name, pair in named.items() if pair is not None}
 
 
-# Session 9's H200 sweep (benchmarks/results/logs/h200_scan_pipe_s9.log, [−1, 1], bf16, ms;
-# shapes (8, 2048, 2048) / (4, 8192, 1536) / (256, 40, 256) / (256, 256, 256), every tile's y
-# and gradients checked against the "chunk" layout first):
-#   forward (BT, BD, warps) = (4, 16, 1) / (8, 16, 1): 0.438 / 0.413; 1.475 / 1.210;
-#     0.094 / 0.042; 0.179 / 0.210
-#   forward+backward, forward at (4, 16, 1), backward = (2, 16, 1) / (4, 16, 2) / (4, 8, 1):
-#     2.689 / 3.454 / 2.649; 7.672 / 7.064 / 5.672; 0.822 / 1.060 / 0.733; 1.354 / 1.714 / 1.332
-# The backward at (4, 8, 1), twice the programs of BD = 16, is the fastest at every shape, so
-# both sets take it (session 8's "few" backward, (4, 16, 2), had won at (256, 40, 256) then).
-# The forward at BT = 8 wins where the grid is small or T short: "few" takes it. With BD = 16
-# the forward's grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors;
-# (4, 8192, 1536), under 4 per multiprocessor, and (256, 40, 256), T under short_T, get "few".
-# Forward+backward as in "many" is the sweep's (4, 8, 1) column above; "few"'s pair (forward
-# BT = 8) was timed only as a forward.
+# H200 sweeps, [−1, 1], bf16, ms at (8, 2048, 2048) / (4, 8192, 1536) / (256, 40, 256) /
+# (256, 256, 256), every tile's y and gradients checked against the "chunk" layout first.
+# Session 10 (benchmarks/results/logs/h200_scan_sweep_s10.log, replayed from CUDA graphs, so
+# kernel time only):
+#   forward (BT, BD, warps) = (4, 16, 1) / (8, 16, 1) / (16, 8, 1): 0.429 / 0.411 / 0.471;
+#     1.442 / 1.193 / 0.905; 0.040 / 0.041 / 0.057; 0.179 / 0.210 / 0.241
+#   forward+backward, backward at (4, 8, 1): 2.539; 5.510; 0.216; 1.231; every other backward
+#     tried ((2, 8), (1, 8), (2, 4), (4, 4); session 9: (2, 16), (4, 16, 2 warps)) is slower
+#     at every shape, by 35–110% in session 10
+# Session 10's first sweep (logs/h200_scan_pipe_s10.log, eager): register caps (maxnreg 128–200)
+# and splits in time (parts 2, 4) were slower at every shape but (256, 40, 256), where the
+# host's launch work sets the eager time.
+# So the backward is (4, 8, 1) throughout, and the forward follows the grid: with BD = 16 the
+# grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors; (256, 256, 256), at 8
+# or more per multiprocessor, takes "many"; (4, 8192, 1536), under 4, "fewest" (BD = 8 doubles
+# its programs); (8, 2048, 2048) and (256, 40, 256) (T under short_T) take "few".
 PIPE_TILES = PipeTiles(
     many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
                                                                    num_warps=1)),
     few=(ScanConfig(BT=8, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
                                                                   num_warps=1)),
-    many_per_sm=4, short_T=64)
+    many_per_sm=8, short_T=64,
+    fewest=(ScanConfig(BT=16, BD=8, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
+                                                                     num_warps=1)),
+    fewest_per_sm=4)
 
 
 @functools.cache
@@ -84,15 +97,20 @@ def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device
     """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of T steps of Dm
     channels."""
     tiles = PIPE_TILES
-    for name, (f, b) in (("many", tiles.many), ("few", tiles.few)):
+    for name, (f, b) in tiles.sets().items():
         if f.SEG != b.SEG:
             raise ValueError(f"selective_scan: PIPE_TILES.{name} has forward SEG = {f.SEG} and "
                              f"backward SEG = {b.SEG}; the backward restarts from the states the "
                              "forward saves, so they must be equal")
     sms = _sm_count(device.index or 0) if device.type == "cuda" else 1
     programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
-    many = programs >= tiles.many_per_sm * sms and T > tiles.short_T
-    return tiles.many if many else tiles.few
+    if T <= tiles.short_T:
+        return tiles.few
+    if programs >= tiles.many_per_sm * sms:
+        return tiles.many
+    if tiles.fewest is not None and programs < tiles.fewest_per_sm * sms:
+        return tiles.fewest
+    return tiles.few
 
 
 @dataclass(frozen=True)
@@ -203,7 +221,7 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
     if cfg.BT % seg:
         raise ValueError(f"LANES_BWD_CONFIG.BT: expected a multiple of BWD_CONFIG.SEG = {seg} "
                          f"(the saved states' spacing), got {cfg.BT}")
-    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=True)  # the lanes kernel adds into dA
+    grads, dBC = _grad_buffers(x, dt, z, N)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz)
     ss_lanes_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads,
@@ -214,35 +232,32 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
     return _reduce_grads(grads, dBC, B, C)
 
 
-def _grad_buffers(x, dt, z, N: int, zero_dA: bool, rows: int | None = None
-                  ) -> tuple[tuple, torch.Tensor]:
+def _grad_buffers(x, dt, z, N: int) -> tuple[tuple, torch.Tensor]:
     """The backward kernels' outputs, in their argument order: dx, ddt, dz (or None) in the
-    inputs' dtypes; dB, dC ``[B, T, N]`` float32 zeros (atomic sums); dA_part ``[rows, N, Dm]``
-    float32, zeroed when the kernel adds into it; dD_part, dbias_part ``[rows, Dm]`` (rows: B,
-    or B·parts for a backward split in time) and dh0 ``[B, Dm, N]`` float32. Also dBC
-    ``[2, B, T, N]``, the one buffer dB and dC are halves of (one fill before, one cast
-    after)."""
+    inputs' dtypes; the atomic sums dB, dC ``[B, T, N]``, dA ``[Dm, N]``, dD and d dt_bias
+    ``[Dm]``, float32 views of one zeroed buffer (one fill); dh0 ``[B, Dm, N]`` float32. Also
+    dBC ``[2, B, T, N]``, the part of the buffer dB and dC are halves of (one cast after)."""
     Bsz, T, Dm = x.shape
-    rows = Bsz if rows is None else rows
     f32 = dict(device=x.device, dtype=torch.float32)
-    dBC = torch.zeros(2, Bsz, T, N, **f32)
+    n_bc = 2 * Bsz * T * N
+    sums = torch.zeros(n_bc + Dm * N + 2 * Dm, **f32)
+    dBC = sums[:n_bc].view(2, Bsz, T, N)
+    dA, dD, dbias = sums[n_bc:].split([Dm * N, Dm, Dm])
     grads = (torch.empty_like(x), torch.empty_like(dt),
-             torch.empty_like(z) if z is not None else None, dBC[0], dBC[1],
-             (torch.zeros if zero_dA else torch.empty)(rows, N, Dm, **f32),
-             torch.empty(rows, Dm, **f32), torch.empty(rows, Dm, **f32),
-             torch.empty(Bsz, Dm, N, **f32))
+             torch.empty_like(z) if z is not None else None, dBC[0], dBC[1], dA.view(Dm, N),
+             dD, dbias, torch.empty(Bsz, Dm, N, **f32))
     return grads, dBC
 
 
 def _reduce_grads(grads: tuple, dBC: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> tuple:
-    """(dx, ddt, dA [Dm, N], dB, dC, dD, dz, d dt_bias, dh0): the per-row partials summed, dB
-    and dC in B's and C's dtypes (one cast of dBC where those agree)."""
-    dx, ddt, dz, _, _, dA_part, dD_part, dbias_part, dh0 = grads
+    """(dx, ddt, dA [Dm, N], dB, dC, dD, dz, d dt_bias, dh0): dB and dC in B's and C's dtypes
+    (one cast of dBC where those agree)."""
+    dx, ddt, dz, _, _, dA, dD, dbias, dh0 = grads
     if B.dtype == C.dtype:
         dB, dC = dBC.to(B.dtype).unbind(0)
     else:
         dB, dC = dBC[0].to(B.dtype), dBC[1].to(C.dtype)
-    return (dx, ddt, dA_part.sum(0).t(), dB, dC, dD_part.sum(0), dz, dbias_part.sum(0), dh0)
+    return (dx, ddt, dA, dB, dC, dD, dz, dbias, dh0)
 
 
 def _part_maps(Bsz: int, parts: int, Dm: int, N: int, device: torch.device
@@ -267,8 +282,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     NP = triton.next_power_of_2(N)
     cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
     parts, per_part = _time_parts(cfg, T)
-    # dA written once per program, a row per (batch row, part)
-    grads, dBC = _grad_buffers(x, dt, z, N, zero_dA=False, rows=Bsz * parts)
+    grads, dBC = _grad_buffers(x, dt, z, N)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
     q = prod = hseg  # read only with parts > 1
     if parts > 1:

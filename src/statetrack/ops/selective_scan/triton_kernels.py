@@ -173,6 +173,14 @@ def _store_td_grads(dx, ddt, dz, b_dx, b_ddt, b_yp, b_x, b_D, b_dy, b_dyg, b_z, 
 
 
 @triton.jit
+def _add_channel_sums(dD, dbias, b_dD, b_dbias, o_d, m_d):
+    """Add a program's dD and d dt_bias ``[BD]`` into the float32 ``[Dm]`` sums over the batch
+    (relaxed atomics: only the final sums are read)."""
+    tl.atomic_add(dD + o_d, b_dD, mask=m_d, sem="relaxed")
+    tl.atomic_add(dbias + o_d, b_dbias, mask=m_d, sem="relaxed")
+
+
+@triton.jit
 def _channel_params(A, dt_bias, D, h, i_b, o_d, o_nd, m_d, m_nd, Dm, N,
                     NP: tl.constexpr, BD: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_H: tl.constexpr):

@@ -19,6 +19,7 @@ import triton.language as tl
 
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
+    _add_channel_sums,
     _bias_and_skip,
     _channel_block,
     _combine_excl,
@@ -42,7 +43,7 @@ def _init_adjoint(dhT, dh0, i_b, i_d, Dm, N,
 
 
 @triton.jit
-def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dyg,
+def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA, dh0, b_delta, b_dxd, b_dyg,
                      b_gB, b_gEA, b_yp, i_b, i_s, o_t, o_d, m_t, m_d, n, T, Dm, N, n_seg,
                      lo, width, BT: tl.constexpr):
     """State n over one chunk: gradients of B[:, n], C[:, n], A[:, n]; adds g·B, g·h_{t−1}·E·A
@@ -76,8 +77,8 @@ def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dy
     tl.atomic_add(dC + o_tn, tl.sum(b_dyg * b_h, axis=1), mask=m_t, sem="relaxed")
     tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd, axis=1), mask=m_t, sem="relaxed")
     # Δ = 0 past T, so those steps add nothing to dA
-    tl.atomic_add(dA_part + (i_b * N + n) * Dm + o_d, width * tl.sum(b_gE * b_delta, axis=0),
-                  mask=m_d, sem="relaxed")  # no fences: only the final sums matter
+    tl.atomic_add(dA + o_d * N + n, width * tl.sum(b_gE * b_delta, axis=0), mask=m_d,
+                  sem="relaxed")  # no fences: only the final sums matter
     b_gB += b_g * b_B[:, None]
     b_gEA += b_gE * b_A[None, :]
     b_yp += b_h * b_C[:, None]
@@ -85,7 +86,7 @@ def _lanes_bwd_state(Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dy
 
 
 @triton.jit
-def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part, dh0,
+def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA, dh0,
                      b_bias, b_D, i_b, i_c, o_d, m_d, T, Dm, N, n_seg, lo, width,
                      BT: tl.constexpr, SEG: tl.constexpr,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
@@ -105,7 +106,7 @@ def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part
     i_s = i_c * (BT // SEG)
     for n in range(N):
         b_gB, b_gEA, b_yp = _lanes_bwd_state(
-            Bm, Cm, A, hseg, dB, dC, dA_part, dh0, b_delta, b_dxd, b_dyg, b_gB, b_gEA, b_yp,
+            Bm, Cm, A, hseg, dB, dC, dA, dh0, b_delta, b_dxd, b_dyg, b_gB, b_gEA, b_yp,
             i_b, i_s, o_t, o_d, m_t, m_d, n, T, Dm, N, n_seg, lo, width, BT)
     b_ddt = tl.where(m_td, (b_x * b_gB + width * b_gEA) * tl.sigmoid(b_u), 0.0)
     _store_td_grads(dx, ddt, dz, b_delta * b_gB, b_ddt, b_yp, b_x, b_D, b_dy, b_dyg, b_z, b_sz,
@@ -115,14 +116,14 @@ def _lanes_bwd_chunk(x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part
 
 @triton.jit
 def ss_lanes_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
-                        dx, ddt, dz, dB, dC, dA_part, dD_part, dbias_part, dh0,
+                        dx, ddt, dz, dB, dC, dA, dD, dbias, dh0,
                         T, Dm, N, lo, width,
                         NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         HAS_DHT: tl.constexpr):
-    """Grid (cdiv(Dm, BD), B); BT a multiple of SEG. dB, dC [B, T, N] and dA_part [B, N, Dm]:
-    float32, zeroed, accumulated with atomics; dD_part / dbias_part [B, Dm] summed over B by
-    the caller; dh0 [B, Dm, N] float32 (also the running adjoint carry)."""
+    """Grid (cdiv(Dm, BD), B); BT a multiple of SEG. dB, dC [B, T, N], dA [Dm, N], dD and
+    dbias [Dm]: float32, zeroed, accumulated with atomics; dh0 [B, Dm, N] float32 (also the
+    running adjoint carry)."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     o_d = i_d * BD + tl.arange(0, BD)
@@ -136,9 +137,8 @@ def ss_lanes_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     for i_r in range(n_c):
         tl.debug_barrier()  # the carries written by other threads are visible
         c_dD, c_dbias = _lanes_bwd_chunk(
-            x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA_part, dh0, b_bias, b_D,
+            x, dt, A, Bm, Cm, z, dy, hseg, dx, ddt, dz, dB, dC, dA, dh0, b_bias, b_D,
             i_b, n_c - 1 - i_r, o_d, m_d, T, Dm, N, n_seg, lo, width, BT, SEG, HAS_D, HAS_Z)
         b_dD += c_dD
         b_dbias += c_dbias
-    tl.store(dD_part + i_b * Dm + o_d, b_dD, mask=m_d)
-    tl.store(dbias_part + i_b * Dm + o_d, b_dbias, mask=m_d)
+    _add_channel_sums(dD, dbias, b_dD, b_dbias, o_d, m_d)
