@@ -127,10 +127,10 @@ LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
 # "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
 # this chunk's scans, by hand (README, "Prefetching the next chunk"), with tiles chosen per call
-# (PIPE_TILES); the default: on the H200 in session 9 (tiles of session 8) forward+backward at
-# [−1, 1] took 2.683 / 7.071 / 1.352 ms against "chunk"'s 7.653 / 15.141 / 3.832 at
-# (8, 2048, 2048), (4, 8192, 1536) and (256, 256, 256), but 0.964 against 0.879 at
-# (256, 40, 256), where the sweep took 0.733 with session 9's backward tile;
+# (PIPE_TILES); the default: on the H200 in session 10 forward+backward at [−1, 1] took
+# 2.460 / 4.723 / 1.237 ms against "chunk"'s 7.558 / 14.992 / 3.737 at (8, 2048, 2048),
+# (4, 8192, 1536) and (256, 256, 256), and 0.220 against 0.646 from a CUDA graph at
+# (256, 40, 256) (eager, 0.877 against 0.817: the host's launch work);
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # The backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when set,
 # overrides LAYOUT; both are read at every call.
