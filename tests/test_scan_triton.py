@@ -208,6 +208,25 @@ def test_pipe_tiles_choice() -> None:
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
+def test_grad_buffers_keep_parameter_sums_apart_from_dB_dC() -> None:
+    """The backward's atomic sums start at zero, and dA, dD and d dt_bias share no storage with
+    the [2, B, T, N] buffer of dB and dC: a parameter's gradient kept in ``.grad`` (they are
+    returned as views) holds only the Dm·N + 2·Dm floats of its own sums."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    Bsz, T, Dm, N = 3, 50, 6, 4
+    x = torch.randn(Bsz, T, Dm)
+    grads, dBC = ti._grad_buffers(x, x, None, N)
+    dx, ddt, dz, dB, dC, dA, dD, dbias, dh0 = grads
+    assert dz is None and dA.shape == (Dm, N) and dD.shape == dbias.shape == (Dm,)
+    assert dB.shape == dC.shape == (Bsz, T, N) and dBC.shape == (2, Bsz, T, N)
+    for t in (dB, dC, dA, dD, dbias):
+        assert t.dtype == torch.float32 and not t.any()
+    params = {t.untyped_storage().data_ptr() for t in (dA, dD, dbias)}
+    assert len(params) == 1 and dBC.untyped_storage().data_ptr() not in params
+    assert dA.untyped_storage().nbytes() == 4 * (Dm * N + 2 * Dm)
+
+
 def test_time_parts_are_whole_segments_and_never_empty() -> None:
     """A backward split in time gets at most the parts asked for, whole segments each, none
     empty (T = 37 with SEG = 8: 5 segments)."""

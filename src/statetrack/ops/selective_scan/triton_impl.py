@@ -68,7 +68,7 @@ class PipeTiles:
 #     1.442 / 1.193 / 0.905; 0.040 / 0.041 / 0.057; 0.179 / 0.210 / 0.241
 #   forward+backward, backward at (4, 8, 1): 2.539; 5.510; 0.216; 1.231; every other backward
 #     tried ((2, 8), (1, 8), (2, 4), (4, 4); session 9: (2, 16), (4, 16, 2 warps)) is slower
-#     at every shape, by 35–110% in session 10
+#     at every shape, by 38–110% in session 10
 # Session 10's first sweep (logs/h200_scan_pipe_s10.log, eager): register caps (maxnreg 128–200)
 # and splits in time (parts 2, 4) were slower at every shape but (256, 40, 256), where the
 # host's launch work sets the eager time.
@@ -234,15 +234,14 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
 
 def _grad_buffers(x, dt, z, N: int) -> tuple[tuple, torch.Tensor]:
     """The backward kernels' outputs, in their argument order: dx, ddt, dz (or None) in the
-    inputs' dtypes; the atomic sums dB, dC ``[B, T, N]``, dA ``[Dm, N]``, dD and d dt_bias
-    ``[Dm]``, float32 views of one zeroed buffer (one fill); dh0 ``[B, Dm, N]`` float32. Also
-    dBC ``[2, B, T, N]``, the part of the buffer dB and dC are halves of (one cast after)."""
+    inputs' dtypes; the atomic sums, float32 zeros: dB, dC ``[B, T, N]`` (halves of one buffer,
+    dBC ``[2, B, T, N]``, also returned: one cast after), and dA ``[Dm, N]``, dD and
+    d dt_bias ``[Dm]`` (views of a second one, so that a gradient kept in ``.grad`` holds no
+    more than its own sums); dh0 ``[B, Dm, N]`` float32."""
     Bsz, T, Dm = x.shape
     f32 = dict(device=x.device, dtype=torch.float32)
-    n_bc = 2 * Bsz * T * N
-    sums = torch.zeros(n_bc + Dm * N + 2 * Dm, **f32)
-    dBC = sums[:n_bc].view(2, Bsz, T, N)
-    dA, dD, dbias = sums[n_bc:].split([Dm * N, Dm, Dm])
+    dBC = torch.zeros(2, Bsz, T, N, **f32)
+    dA, dD, dbias = torch.zeros(Dm * N + 2 * Dm, **f32).split([Dm * N, Dm, Dm])
     grads = (torch.empty_like(x), torch.empty_like(dt),
              torch.empty_like(z) if z is not None else None, dBC[0], dBC[1], dA.view(Dm, N),
              dD, dbias, torch.empty(Bsz, Dm, N, **f32))
