@@ -165,14 +165,16 @@ def sweep_pipe() -> None:
     base = ti.PIPE_TILES
     base_f, base_b = base.many
 
-    def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1
+    def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1, bfly: int = 0
              ) -> ti.ScanConfig:
-        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap, parts=parts)
+        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap, parts=parts,
+                             bfly=bfly)
 
     def name(c: ti.ScanConfig) -> str:
         return (f"BT={c.BT} BD={c.BD} nw={c.num_warps}"
                 + (f" maxnreg={c.maxnreg}" if c.maxnreg else "")
-                + (f" parts={c.parts}" if c.parts > 1 else ""))
+                + (f" parts={c.parts}" if c.parts > 1 else "")
+                + (f" bfly={c.bfly}" if c.bfly else ""))
 
     def line(kind: str, shape, f: ti.ScanConfig, b: ti.ScanConfig, label: str,
              truth: list[torch.Tensor]) -> None:
@@ -188,15 +190,18 @@ def sweep_pipe() -> None:
         print(f"sweep chunk_pipe {kind} {shape} {label}: {ms:.3f} ms graph  (err {err:.1e})"
               f"{flag}", flush=True)
 
-    # session 10's sweep (logs/h200_scan_pipe_s10.log): register caps and splits in time
-    # (parts) lost at every shape but the host-bound (256, 40, 256), so they are gone; these
-    # are the tiles that fit without spills offline (scripts/dev/kernel_resources.py: forward
-    # (4, 16) / (8, 16) / (4, 8) / (8, 8) / (16, 8) take 178 / 254 / 128 / 164 / 218
-    # registers; backward (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) 254 / 243 / 168 / 165 /
-    # 223, all at 1 warp)
-    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(4, 8, 1), tile(8, 8, 1), tile(16, 8, 1)]
-    backwards = [tile(4, 8, 1), tile(2, 8, 1), tile(1, 8, 1), tile(2, 4, 1), tile(4, 4, 1)]
-    pairs = [(base.few[0], base.few[1])]
+    # Session 10's sweeps (logs/h200_scan_pipe_s10.log, h200_scan_sweep_s10.log) settled the
+    # tiles: register caps and splits in time lost at every shape but the host-bound
+    # (256, 40, 256), and of the backwards (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) at 1 warp
+    # (254 / 243 / 168 / 165 / 223 registers offline) (4, 8) won everywhere. The forwards that
+    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check.
+    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
+    # The sums of dB and dC over the channels by the inline-PTX reduce-scatter (bfly: 1, 2 or 4
+    # elements per asm instance; offline the kernel's shuffles drop from 124 to 76 / 60 / 56,
+    # with 0 / 4 / 20 bytes of spill; triton_bfly.py), against the same tile without it
+    backwards = [tile(4, 8, 1), tile(4, 8, 1, bfly=1), tile(4, 8, 1, bfly=2),
+                 tile(4, 8, 1, bfly=4)]
+    pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
     for shape in SHAPES:
         set_layout("chunk")
         truth = grads_of(shape)

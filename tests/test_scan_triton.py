@@ -397,6 +397,34 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("bfly", [1, 2, 4])
+@pytest.mark.parametrize("bd", [8, 16])
+@pytest.mark.parametrize(("T", "N"), [(65, 16), (1000, 16), (300, 3), (100, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.usefixtures("nan_empty")
+def test_bfly_backward_matches_reference(bfly: int, bd: int, T: int, N: int,
+                                         dtype: torch.dtype,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward with dB and dC summed by the inline-PTX butterfly (``ScanConfig.bfly``, 1,
+    2 or 4 elements per asm instance, fewer where a lane holds fewer: N = 1 at BD 8 holds one;
+    BD 8 and 16 channels per program, 84 channels so the last block is partial; N = 16, 3
+    (padded to 4) and 1) equals the float64 loop at [−1, 1]."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    f = ti.PIPE_TILES.many[0]
+    b = ti.ScanConfig(BT=4, BD=bd, SEG=f.SEG, num_warps=1, bfly=bfly)
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0))
+    inputs = ss_inputs(2, T, 84, N, "cuda", torch.Generator().manual_seed(T + bfly))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("T", [65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["chunk", "chunk_pipe"])

@@ -121,14 +121,14 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
                             HAS_H0=False, SAVE=True, PIPE=False, SPLIT=False)),
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
-                            HAS_DHT=False, PIPE=False, SPLIT=False)),
+                            HAS_DHT=False, PIPE=False, SPLIT=False, BFLY=0)),
             # chunk_pipe at its "many programs" tiles (the Table 3 training shape's)
             KernelSpec("ss_pipe_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
                        dict(flags, BT=pf.BT, BD=pf.BD, SEG=pf.SEG, HAS_H0=False, SAVE=True,
                             PIPE=True, SPLIT=False), pf.num_warps),
             KernelSpec("ss_pipe_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=pb.BT, BD=pb.BD, SEG=pb.SEG, HAS_DHT=False, PIPE=True,
-                            SPLIT=False), pb.num_warps),
+                            SPLIT=False, BFLY=pb.bfly), pb.num_warps),
             # the carry passes of a forward and a backward split in time (ScanConfig.parts > 1)
             KernelSpec("ss_pipe_fwd_carry", ss_fwd_carry_kernel,
                        _types(ss_fwd_carry_kernel, bf16),
@@ -185,10 +185,9 @@ def _ptxas() -> Path:
     raise FileNotFoundError(f"no ptxas in {bin_dir}: this Triton wheel ships none")
 
 
-def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
-              ptxas: Path, maxnreg: int | None = None) -> dict[str, int]:
-    """Compile ``spec`` for sm_90a (registers capped at ``maxnreg`` when given) and return
-    registers, spill stores/loads and shared bytes."""
+def compile_hopper(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
+                   maxnreg: int | None = None) -> Any:
+    """``spec`` compiled by Triton for sm_90 (its ``asm`` holds the TTGIR and PTX)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -200,7 +199,14 @@ def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
     options = {"num_warps": num_warps, "num_stages": spec.num_stages}
     if maxnreg is not None:
         options["maxnreg"] = maxnreg
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+
+
+def resources(spec: KernelSpec, constexprs: dict[str, Any], num_warps: int,
+              ptxas: Path, maxnreg: int | None = None) -> dict[str, int]:
+    """Compile ``spec`` for sm_90a (registers capped at ``maxnreg`` when given) and return
+    registers, spill stores/loads and shared bytes."""
+    compiled = compile_hopper(spec, constexprs, num_warps, maxnreg)
     with tempfile.TemporaryDirectory() as tmp:
         ptx = Path(tmp) / f"{spec.name}.ptx"
         ptx.write_text(compiled.asm["ptx"])

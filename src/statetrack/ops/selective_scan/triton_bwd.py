@@ -12,6 +12,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from statetrack.ops.selective_scan.triton_bfly import _add_dbc_bfly
 from statetrack.ops.selective_scan.triton_kernels import (
     LOG2E,
     _add_channel_sums,
@@ -85,20 +86,22 @@ def _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N,
 @triton.jit
 def _bwd_chunk(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2, b_bias,
                b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
-               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+               BFLY: tl.constexpr = 0):
     """Gradients of steps t0..t0+BT−1 given the state before t0 (b_hc) and the adjoint
     carry b_p = a_{t0+BT}·g_{t0+BT}. Returns (new carry, dA part, dD part, dbias part)."""
     b_x, b_dt, b_B, b_C, b_dy, b_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0, o_d, o_n, m_d,
                                                 m_n, T, Dm, N, BT, HAS_Z)
     return _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A,
                       b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT,
-                      HAS_D, HAS_Z)
+                      HAS_D, HAS_Z, BFLY)
 
 
 @triton.jit
 def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A, b_A2,
                b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
-               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+               BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+               BFLY: tl.constexpr = 0):
     """``_bwd_chunk`` from its loaded inputs (``_bwd_loads``)."""
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
@@ -136,8 +139,14 @@ def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b
     # relaxed: only the sums at the kernel's end matter. The default (acq_rel) puts a
     # MEMBAR.ALL.GPU, ERRBAR and CCTL.IVALL around every atomic (Triton 3.6 SASS): 8.9% of the
     # backward's stall samples in session 7's profile (logs/h200_scan_ncu_chunk_pipe_sass_s7.md)
-    tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn, sem="relaxed")
-    tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn, sem="relaxed")
+    if BFLY > 0:  # the sums over the channels by a reduce-scatter (triton_bfly.py)
+        _add_dbc_bfly(dB + i_b * T * N, dC + i_b * T * N, b_g * b_dxd[:, None, :],
+                      b_dyg[:, None, :] * b_h, o_t[:, None] * N + o_n[None, :], m_tn, BFLY)
+    else:
+        tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m_tn,
+                      sem="relaxed")
+        tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn,
+                      sem="relaxed")
     b_gE = b_gh * b_E
     # the three sums over the states (split over the warps) in one reduction: one round trip
     # through shared memory and its barriers instead of three
@@ -154,13 +163,14 @@ def _bwd_steps(dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b
 @triton.jit
 def _bwd_step(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, p_hc, b_p, b_dA, b_dD, b_dbias,
               b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width,
-              BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+              BT: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+              BFLY: tl.constexpr = 0):
     """One chunk of the reverse loop: its entering state from the scratch at ``p_hc``, its
     gradients, and the carry and per-program sums updated."""
     b_hc = tl.load(p_hc)
     b_p, c_dA, c_dD, c_dbias = _bwd_chunk(
         x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, b_hc, b_p, b_A, b_A2, b_bias, b_D, i_b, t0,
-        o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+        o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
     return b_p, b_dA + c_dA, b_dD + c_dD, b_dbias + c_dbias
 
 
@@ -186,7 +196,8 @@ def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_
 def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD,
                           b_dbias, b_A, b_A2, b_bias, b_D, i_b, s0, o_d, o_n, m_d, m_n, T, Dm,
                           N, lo, width, NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
-                          NC: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+                          NC: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                          BFLY: tl.constexpr = 0):
     """PIPE: the segment's chunks last to first, chunk c−1's loads (inputs and its entering
     state from the scratch) issued before chunk c's scans; only the chunks that hold steps
     before T (a short last segment has fewer than NC). Returns the carry and the sums."""
@@ -204,7 +215,7 @@ def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, 
         n_hc = tl.load(o_sc + tl.maximum(i_c - 1, 0) * NP * BD)
         b_p, c_dA, c_dD, c_dbias = _bwd_steps(
             dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A, b_A2, b_bias,
-            b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+            b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
         b_dA += c_dA
         b_dD += c_dD
         b_dbias += c_dbias
@@ -258,7 +269,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False,
-                  SPLIT: tl.constexpr = False):
+                  SPLIT: tl.constexpr = False, BFLY: tl.constexpr = 0):
     """Grid (cdiv(Dm, BD), B, parts). dB, dC [B, T, N], dA [Dm, N], dD and dbias [Dm]: float32,
     zeroed, accumulated with atomics (dA, dD, dbias once per program, at its end).
 
@@ -312,7 +323,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
             b_p, b_dA, b_dD, b_dbias = _reverse_segment_pipe(
                 x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD, b_dbias, b_A,
                 b_A2, b_bias, b_D, i_b, i_s * SEG, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP,
-                BT, BD, NC, HAS_D, HAS_Z)
+                BT, BD, NC, HAS_D, HAS_Z, BFLY)
         else:
             for i_c in range(NC):
                 t0 = i_s * SEG + i_c * BT
@@ -328,7 +339,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                     b_p, b_dA, b_dD, b_dbias = _bwd_step(
                         x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
                         b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n,
-                        m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z)
+                        m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
     if seg_lo == 0:  # the carry past step 0 (part 0's)
         tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
     tl.atomic_add(dA + o_nd, b_dA * width, mask=m_nd, sem="relaxed")

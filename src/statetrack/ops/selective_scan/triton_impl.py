@@ -24,7 +24,10 @@ class ScanConfig:
     multiprocessor). ``parts`` > 1 splits the time into that many parts (whole segments, at
     most one per segment) run at once after a pass that carries the state (forward,
     ``ss_fwd_carry_kernel``) or the adjoint (backward, ``ss_bwd_carry_kernel``) across them:
-    more programs for long sequences of few channels."""
+    more programs for long sequences of few channels. ``bfly`` (backward; 1, 2 or 4; 0 off)
+    sums dB and dC over the channels by the inline-PTX reduce-scatter of ``triton_bfly.py``,
+    that many elements per asm instance: CUDA only, BD 8 or 16 at one warp (the layout it
+    was checked for)."""
 
     BT: int = 16
     BD: int = 32
@@ -32,6 +35,15 @@ class ScanConfig:
     num_warps: int = 4
     maxnreg: int | None = None
     parts: int = 1
+    bfly: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bfly not in (0, 1, 2, 4):
+            raise ValueError(f"ScanConfig.bfly: expected 0 (off), 1, 2 or 4, got {self.bfly!r}")
+        if self.bfly and (self.BD not in (8, 16) or self.num_warps != 1):
+            raise ValueError("ScanConfig.bfly: needs BD 8 or 16 at num_warps 1 (the layout its "
+                             f"PTX was checked for), got BD {self.BD}, num_warps "
+                             f"{self.num_warps}")
 
 
 FWD_CONFIG = ScanConfig(BT=16, BD=32, SEG=64, num_warps=4)  # fastest of the H200 sweep
@@ -280,6 +292,14 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
+    # bfly: an asm instance takes that many of the BT·NP·BD / 32 elements a lane holds (fewer
+    # for small N); a tile of fewer than 32 elements would replicate them over lanes
+    bfly = min(cfg.bfly, cfg.BT * NP * cfg.BD // 32)
+    if cfg.bfly and (bfly < 1 or x.device.type != "cuda"):
+        raise ValueError("selective_scan: ScanConfig.bfly is inline PTX for CUDA tensors and "
+                         "tiles of at least 32 elements (BT·NP·BD); got "
+                         f"{x.device.type} tensors and BT {cfg.BT}, NP {NP}, BD {cfg.BD} "
+                         "(TRITON_INTERPRET cannot run it either)")
     parts, per_part = _time_parts(cfg, T)
     grads, dBC = _grad_buffers(x, dt, z, N)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
@@ -297,6 +317,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         T, Dm, N, lo, width, per_part,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe, SPLIT=parts > 1,
+        BFLY=bfly,
         num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return _reduce_grads(grads, dBC, B, C)
 
