@@ -194,8 +194,10 @@ def sweep_pipe() -> None:
     # tiles: register caps and splits in time lost at every shape but the host-bound
     # (256, 40, 256), and of the backwards (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) at 1 warp
     # (254 / 243 / 168 / 165 / 223 registers offline) (4, 8) won everywhere. The forwards that
-    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check.
-    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
+    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check,
+    # with two more for small grids: (16, 4) and (32, 4), 167 and 245 registers, no spill,
+    # 1536 programs at (4, 8192, 1536)
+    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1), tile(16, 4, 1), tile(32, 4, 1)]
     # The sums of dB and dC over the channels by the inline-PTX reduce-scatter (bfly: 1, 2 or 4
     # elements per asm instance; offline the kernel's shuffles drop from 124 to 76 / 60 / 56,
     # with 0 / 4 / 20 bytes of spill; triton_bfly.py), against the same tile without it
