@@ -397,9 +397,9 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("bfly", [1, 2, 4])
-@pytest.mark.parametrize("bd", [8, 16])
-@pytest.mark.parametrize(("T", "N"), [(65, 16), (1000, 16), (300, 3), (100, 1)])
+@pytest.mark.parametrize(("bfly", "bd", "T", "N"), [
+    (1, 8, 1000, 16), (2, 8, 1000, 16), (4, 8, 1000, 16), (4, 8, 65, 16),
+    (4, 8, 300, 3), (4, 8, 100, 1), (2, 16, 300, 16), (4, 16, 100, 1)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.usefixtures("nan_empty")
 def test_bfly_backward_matches_reference(bfly: int, bd: int, T: int, N: int,
