@@ -165,16 +165,17 @@ def sweep_pipe() -> None:
     base = ti.PIPE_TILES
     base_f, base_b = base.many
 
-    def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1, bfly: int = 0
-             ) -> ti.ScanConfig:
+    def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1, bfly: int = 0,
+             rbt: int | None = None) -> ti.ScanConfig:
         return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap, parts=parts,
-                             bfly=bfly)
+                             bfly=bfly, RBT=rbt)
 
     def name(c: ti.ScanConfig) -> str:
         return (f"BT={c.BT} BD={c.BD} nw={c.num_warps}"
                 + (f" maxnreg={c.maxnreg}" if c.maxnreg else "")
                 + (f" parts={c.parts}" if c.parts > 1 else "")
-                + (f" bfly={c.bfly}" if c.bfly else ""))
+                + (f" bfly={c.bfly}" if c.bfly else "")
+                + (f" RBT={c.RBT}" if c.RBT else ""))
 
     def line(kind: str, shape, f: ti.ScanConfig, b: ti.ScanConfig, label: str,
              truth: list[torch.Tensor]) -> None:
@@ -201,8 +202,12 @@ def sweep_pipe() -> None:
     # The sums of dB and dC over the channels by the inline-PTX reduce-scatter (bfly: 1, 2 or 4
     # elements per asm instance; offline the kernel's shuffles drop from 124 to 76 / 60 / 56,
     # with 0 / 4 / 20 bytes of spill; triton_bfly.py), against the same tile without it
+    # And the backward's recompute in chunks of RBT = 8 / 16 steps (offline 246 / 255
+    # registers, no spill; the forward at 16 steps a chunk was the fastest at (4, 8192, 1536)),
+    # alone and with bfly = 2
     backwards = [tile(4, 8, 1), tile(4, 8, 1, bfly=1), tile(4, 8, 1, bfly=2),
-                 tile(4, 8, 1, bfly=4)]
+                 tile(4, 8, 1, bfly=4), tile(4, 8, 1, rbt=8), tile(4, 8, 1, rbt=16),
+                 tile(4, 8, 1, bfly=2, rbt=16)]
     pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
     for shape in SHAPES:
         set_layout("chunk")

@@ -227,6 +227,22 @@ def test_grad_buffers_keep_parameter_sums_apart_from_dB_dC() -> None:
     assert dA.untyped_storage().nbytes() == 4 * (Dm * N + 2 * Dm)
 
 
+def test_recompute_chunk_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ScanConfig.RBT`` must be a multiple of BT that divides SEG, and only chunk_pipe's
+    backward takes one other than BT (refused before any kernel runs)."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    ti.ScanConfig(BT=4, SEG=64, RBT=16)
+    for rbt in (6, 128, 24):
+        with pytest.raises(ValueError, match="ScanConfig.RBT"):
+            ti.ScanConfig(BT=4, SEG=64, RBT=rbt)
+    monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=4, BD=8, SEG=64, RBT=16))
+    x = torch.zeros(1, 4, 8)
+    with pytest.raises(ValueError, match="needs the chunk_pipe layout"):
+        ti._backward(x, x, torch.zeros(8, 2), torch.zeros(1, 4, 2), torch.zeros(1, 4, 2),
+                     None, None, None, None, x, None, -1.0, 2.0, pipe=False)
+
+
 def test_time_parts_are_whole_segments_and_never_empty() -> None:
     """A backward split in time gets at most the parts asked for, whole segments each, none
     empty (T = 37 with SEG = 8: 5 segments)."""
@@ -283,6 +299,7 @@ INTERPRETED = textwrap.dedent("""
     ti.PIPE_TILES = ti.PipeTiles(
         many=(ti.ScanConfig(BT=2, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=2, BD=4, SEG=8)),
         few=(ti.ScanConfig(BT=4, BD=4, SEG=8, num_warps=1), ti.ScanConfig(BT=4, BD=4, SEG=8)))
+    tiles_at_start = {"many": ti.PIPE_TILES.many}
     # (layout, many_per_sm): the grid here has 4 programs, so 1 picks "many" and 100 "few"
     CASES = {"chunk": ("chunk", 1), "chunk_pipe": ("chunk_pipe", 1),
              "chunk_pipe_few": ("chunk_pipe", 100)}
@@ -340,6 +357,14 @@ INTERPRETED = textwrap.dedent("""
         want = tst.selective_scan_reference(*inputs[:8], eig, inputs[8])
         for a, b in zip(got, want, strict=True):
             assert tst.rel(a, b) <= 1e-4, (parts, layout, tst.rel(a, b))
+    # the backward's recompute in chunks of RBT = 4 and 8 steps, the reverse loop's BT = 2:
+    # T = 37 ends inside a recompute chunk and inside a segment
+    use("chunk_pipe")
+    for rbt in (4, 8):
+        f, b = tiles_at_start["many"]
+        ti.PIPE_TILES = dataclasses.replace(
+            ti.PIPE_TILES, many=(f, dataclasses.replace(b, RBT=rbt)), many_per_sm=1)
+        tst.ss_check(inputs, EigRange(-1.0, 1.0), torch.float32, 1e-4)
     print("interpreted kernels ok")
 """)
 
@@ -392,6 +417,30 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
     monkeypatch.setattr(ti, "PIPE_TILES", forced)
     assert ti.pipe_tiles(2, T, 80, torch.device("cuda")) == getattr(forced, tiles)
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("rbt", [8, 16])
+@pytest.mark.parametrize("T", [65, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.usefixtures("nan_empty")
+def test_recompute_chunk_matches_reference(rbt: int, T: int, dtype: torch.dtype,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """chunk_pipe's backward with its recompute in chunks of RBT = 8 or 16 steps (the reverse
+    loop's BT = 4) equals the float64 loop at [−1, 1]."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    f = ti.PIPE_TILES.many[0]
+    b = ti.ScanConfig(BT=4, BD=8, SEG=f.SEG, num_warps=1, RBT=rbt)
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0))
+    inputs = ss_inputs(2, T, 84, 16, "cuda", torch.Generator().manual_seed(T + rbt))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
 
 

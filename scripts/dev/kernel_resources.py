@@ -121,14 +121,15 @@ def _specs(op: str, K: int = 128, dtype: str = "bf16") -> list[KernelSpec]:
                             HAS_H0=False, SAVE=True, PIPE=False, SPLIT=False)),
             KernelSpec("ss_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=BWD_CONFIG.BT, BD=BWD_CONFIG.BD, SEG=BWD_CONFIG.SEG,
-                            HAS_DHT=False, PIPE=False, SPLIT=False, BFLY=0)),
+                            HAS_DHT=False, PIPE=False, SPLIT=False, BFLY=0,
+                            RBT=BWD_CONFIG.BT)),
             # chunk_pipe at its "many programs" tiles (the Table 3 training shape's)
             KernelSpec("ss_pipe_fwd", ss_fwd_kernel, _types(ss_fwd_kernel, bf16),
                        dict(flags, BT=pf.BT, BD=pf.BD, SEG=pf.SEG, HAS_H0=False, SAVE=True,
                             PIPE=True, SPLIT=False), pf.num_warps),
             KernelSpec("ss_pipe_bwd", ss_bwd_kernel, _types(ss_bwd_kernel, bf16),
                        dict(flags, BT=pb.BT, BD=pb.BD, SEG=pb.SEG, HAS_DHT=False, PIPE=True,
-                            SPLIT=False, BFLY=pb.bfly), pb.num_warps),
+                            SPLIT=False, BFLY=pb.bfly, RBT=pb.RBT or pb.BT), pb.num_warps),
             # the carry passes of a forward and a backward split in time (ScanConfig.parts > 1)
             KernelSpec("ss_pipe_fwd_carry", ss_fwd_carry_kernel,
                        _types(ss_fwd_carry_kernel, bf16),

@@ -55,13 +55,20 @@ def _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n, m_d, m_n, 
 @triton.jit
 def _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl.constexpr):
     """``_recompute_chunk`` from its loaded inputs."""
+    return _last_row(_recompute_states(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT))
+
+
+@triton.jit
+def _recompute_states(b_x, b_dt, b_B, b_h, b_A2, b_bias, t0, T, lo, width, BT: tl.constexpr):
+    """The forward states h_t after each step t0..t0+BT−1 ``[BT, NP, BD]``, from b_h before
+    t0 and the steps' loaded inputs (past T the state stays)."""
     o_t = t0 + tl.arange(0, BT)
     m_t = o_t < T
     b_delta = _softplus(b_dt + b_bias[None, :])
     b_a = _transitions(b_delta, b_A2, m_t, lo, width)
     b_b = (b_delta * b_x)[:, None, :] * b_B[:, :, None]
     c_a, c_b = tl.associative_scan((b_a, b_b), 0, _combine)
-    return _last_row(c_a * b_h[None, :, :] + c_b)
+    return c_a * b_h[None, :, :] + c_b
 
 
 @triton.jit
@@ -177,18 +184,33 @@ def _bwd_step(x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, p_hc, b_p, b_dA, b_d
 @triton.jit
 def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_n, m_d, m_n,
                             T, Dm, N, lo, width, NP: tl.constexpr, BT: tl.constexpr,
-                            BD: tl.constexpr, NC: tl.constexpr):
-    """PIPE: the forward over the segment starting at step s0, each chunk's entering state to
-    the scratch; chunk c+1's loads are issued before chunk c's scan. Only the segment's chunks
-    that hold steps before T run. Returns the state."""
-    n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0, o_d, o_n, m_d, m_n, T, Dm, N, BT)
-    for i_c in range(tl.minimum(NC, tl.cdiv(T - s0, BT))):
+                            BD: tl.constexpr, NC: tl.constexpr, RBT: tl.constexpr):
+    """PIPE: the forward over the segment starting at step s0 in chunks of RBT steps (a multiple
+    of the reverse loop's BT), the state entering each of the reverse loop's chunks to the
+    scratch: a chunk's entering state, then, when RBT > BT, the states after every BT of its
+    steps but the last (rows BT − 1, 2·BT − 1, … of its scan, RBT / BT − 1 of them). Chunk
+    c+1's loads are issued before chunk c's scan; only the chunks that hold steps before T run.
+    Returns the state."""
+    K: tl.constexpr = RBT // BT  # reverse-loop chunks per recompute chunk
+    n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0, o_d, o_n, m_d, m_n, T, Dm, N, RBT)
+    for i_c in range(tl.minimum(NC // K, tl.cdiv(T - s0, RBT))):
         b_x, b_dt, b_B = n_x, n_dt, n_B
-        n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0 + (i_c + 1) * BT, o_d, o_n, m_d,
-                                          m_n, T, Dm, N, BT)
-        tl.store(o_sc + i_c * NP * BD, b_h)
-        b_h = _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * BT, T, lo, width,
-                               BT)
+        n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0 + (i_c + 1) * RBT, o_d, o_n, m_d,
+                                          m_n, T, Dm, N, RBT)
+        tl.store(o_sc + i_c * K * NP * BD, b_h)
+        if K == 1:
+            b_h = _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * RBT, T, lo,
+                                   width, RBT)
+        else:
+            b_H = _recompute_states(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * RBT, T, lo,
+                                    width, RBT)
+            # row k·BT − 1 enters the reverse loop's chunk k of this one; taken out row by row
+            # (a sum over the in-thread time axis): a masked store of the whole tile would make
+            # Triton lay it out for the store, time across lanes, and its scan then shuffles
+            for k in tl.static_range(1, K):
+                at = (tl.arange(0, RBT) == k * BT - 1)[:, None, None]
+                tl.store(o_sc + (i_c * K + k) * NP * BD, tl.sum(tl.where(at, b_H, 0.0), axis=0))
+            b_h = _last_row(b_H)
     return b_h
 
 
@@ -269,7 +291,8 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
                   NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr, SEG: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                   HAS_DHT: tl.constexpr, PIPE: tl.constexpr = False,
-                  SPLIT: tl.constexpr = False, BFLY: tl.constexpr = 0):
+                  SPLIT: tl.constexpr = False, BFLY: tl.constexpr = 0,
+                  RBT: tl.constexpr = 0):
     """Grid (cdiv(Dm, BD), B, parts). dB, dC [B, T, N], dA [Dm, N], dD and dbias [Dm]: float32,
     zeroed, accumulated with atomics (dA, dD, dbias once per program, at its end).
 
@@ -283,7 +306,9 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     (``_recompute_segment_pipe``, ``_reverse_segment_pipe``); steps past T within a chunk are
     masked (a = 1, b = 0, dh = 0, Δ = 0: the identity with no gradient), so results are the
     same. (Session 5 ran all SEG / BT chunks of a short last segment: 16 instead of 10 at
-    T = 40, where the layout was then slower than "chunk".)"""
+    T = 40, where the layout was then slower than "chunk".) RBT (PIPE; 0: BT) is the
+    recompute's chunk, a multiple of BT dividing SEG: it stores the reverse loop's entering
+    states from within its larger scan."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     row = i_b  # of the scratch: one per (batch row, part)
@@ -318,7 +343,7 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
         if PIPE:  # both loops issue the next chunk's loads before this chunk's scans
             b_h = _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, i_s * SEG,
                                           o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP, BT, BD,
-                                          NC)
+                                          NC, RBT if RBT > 0 else BT)
             tl.debug_barrier()  # scratch written by other threads of this program
             b_p, b_dA, b_dD, b_dbias = _reverse_segment_pipe(
                 x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD, b_dbias, b_A,

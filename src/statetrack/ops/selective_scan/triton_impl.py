@@ -27,7 +27,9 @@ class ScanConfig:
     more programs for long sequences of few channels. ``bfly`` (backward; 1, 2 or 4; 0 off)
     sums dB and dC over the channels by the inline-PTX reduce-scatter of ``triton_bfly.py``,
     that many elements per asm instance: CUDA only, BD 8 or 16 at one warp (the layout it
-    was checked for)."""
+    was checked for). ``RBT`` (backward, "chunk_pipe" only; None: BT) is the chunk of the
+    backward's recompute of the forward, a multiple of BT dividing SEG: a longer scan per
+    chunk, storing the states that enter the reverse loop's chunks from within it."""
 
     BT: int = 16
     BD: int = 32
@@ -36,8 +38,12 @@ class ScanConfig:
     maxnreg: int | None = None
     parts: int = 1
     bfly: int = 0
+    RBT: int | None = None
 
     def __post_init__(self) -> None:
+        if self.RBT is not None and (self.RBT % self.BT or self.SEG % self.RBT):
+            raise ValueError(f"ScanConfig.RBT: expected a multiple of BT = {self.BT} that "
+                             f"divides SEG = {self.SEG}, got {self.RBT}")
         if self.bfly not in (0, 1, 2, 4):
             raise ValueError(f"ScanConfig.bfly: expected 0 (off), 1, 2 or 4, got {self.bfly!r}")
         if self.bfly and (self.BD not in (8, 16) or self.num_warps != 1):
@@ -292,6 +298,9 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
     N = A.shape[1]
     NP = triton.next_power_of_2(N)
     cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
+    if not pipe and cfg.RBT not in (None, cfg.BT):
+        raise ValueError(f"selective_scan: BWD_CONFIG.RBT = {cfg.RBT} needs the chunk_pipe "
+                         "layout (the chunk layout recomputes in chunks of BT)")
     # bfly: an asm instance takes that many of the BT·NP·BD / 32 elements a lane holds (fewer
     # for small N); a tile of fewer than 32 elements would replicate them over lanes
     bfly = min(cfg.bfly, cfg.BT * NP * cfg.BD // 32)
@@ -317,7 +326,7 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         T, Dm, N, lo, width, per_part,
         NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None, PIPE=pipe, SPLIT=parts > 1,
-        BFLY=bfly,
+        BFLY=bfly, RBT=cfg.RBT or cfg.BT,
         num_warps=_warps(cfg, NP), maxnreg=cfg.maxnreg)
     return _reduce_grads(grads, dBC, B, C)
 
