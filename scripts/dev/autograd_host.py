@@ -4,9 +4,9 @@ logs/h200_scan_host_parts_s10.log).
 
     python scripts/dev/autograd_host.py
 """
-import time
-
 import torch
+
+from statetrack.ops.bench import host_ms
 
 x = torch.randn(256, 40, 256, device="cuda", requires_grad=True)
 w = torch.randn(256, device="cuda", requires_grad=True)
@@ -25,15 +25,7 @@ class Ident(torch.autograd.Function):
 
 
 def t(name, fn, n=300):
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    print(f"{name:>28}: host {1e3 * (t1 - t0) / n:.4f} ms/call")
+    print(f"{name:>28}: host {host_ms(fn, n)[0]:.4f} ms/call")
 
 
 t("mul grad (1 input)", lambda: torch.autograd.grad(x * 2.0, [x], dy))

@@ -4,11 +4,11 @@
     PYTHONPATH=src python scripts/dev/scan_host_parts.py
 """
 import sys
-import time
 
 import torch
 import triton
 
+from statetrack.ops.bench import host_ms
 from statetrack.ops.selective_scan import triton_impl as ti
 
 sys.path.insert(0, "benchmarks")
@@ -53,15 +53,5 @@ pieces = {
     "sum(0)": lambda: grads[5].sum(0),
 }
 for name, fn in pieces.items():
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    n = 300
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    print(f"{name:>20}: host {1e3 * (t1 - t0) / n:.4f} ms/call, "
-          f"with sync {1e3 * (t2 - t0) / n:.4f}")
+    host, synced = host_ms(fn)
+    print(f"{name:>20}: host {host:.4f} ms/call, with sync {synced:.4f}")

@@ -7,7 +7,6 @@ logs/h200_scan_host_profile_s10.log).
 import cProfile
 import pstats
 import sys
-import time
 
 import torch
 
@@ -15,6 +14,7 @@ sys.path.insert(0, "benchmarks")
 from scan import make_inputs  # noqa: E402
 
 from statetrack.eig import EigRange  # noqa: E402
+from statetrack.ops.bench import host_ms  # noqa: E402
 from statetrack.ops.selective_scan import selective_scan  # noqa: E402
 
 shape = (256, 40, 256, 16)
@@ -46,17 +46,8 @@ def gradonly():
 
 for name, fn in (("fwd_nograd", fwd_only), ("fwd_grad", fwd), ("fwdbwd", fwdbwd),
                  ("autograd.grad", gradonly)):
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    n = 200
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    t1 = time.perf_counter()
-    torch.cuda.synchronize()
-    t2 = time.perf_counter()
-    print(f"{name}: host {1e3 * (t1 - t0) / n:.3f} ms/call, with sync {1e3 * (t2 - t0) / n:.3f}")
+    host, synced = host_ms(fn, n=200)
+    print(f"{name}: host {host:.3f} ms/call, with sync {synced:.3f}")
 
 prof = cProfile.Profile()
 prof.enable()

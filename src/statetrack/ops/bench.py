@@ -24,6 +24,28 @@ OPS = ("delta_rule", "selective_scan")
 SLOW_REFERENCE_S = 1.0
 
 
+def host_ms(fn: Callable[[], object], n: int = 300, warmup: int = 20) -> tuple[float, float]:
+    """Milliseconds per call of ``fn`` called n times in a row, after ``warmup`` calls: (the
+    host's time to issue the calls, the time until a CUDA device, if any, has run them too).
+    Where the two agree, the host's launch work sets the eager time."""
+    import time
+
+    def sync() -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    t1 = time.perf_counter()
+    sync()
+    t2 = time.perf_counter()
+    return 1e3 * (t1 - t0) / n, 1e3 * (t2 - t0) / n
+
+
 def graph_replay_ms(step: Callable[[], object], rep: int = 200) -> float:
     """Median device time of ``step`` captured once in a CUDA graph and replayed: the kernels'
     time without the host's launch work (the GPU benchmarks' ``graph_ms``). ``step`` must be
