@@ -198,19 +198,15 @@ def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_
         n_x, n_dt, n_B = _recompute_loads(x, dt, Bm, i_b, s0 + (i_c + 1) * RBT, o_d, o_n, m_d,
                                           m_n, T, Dm, N, RBT)
         tl.store(o_sc + i_c * K * NP * BD, b_h)
-        if K == 1:
-            b_h = _recompute_steps(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * RBT, T, lo,
-                                   width, RBT)
-        else:
-            b_H = _recompute_states(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * RBT, T, lo,
-                                    width, RBT)
-            # row k·BT − 1 enters the reverse loop's chunk k of this one; taken out row by row
-            # (a sum over the in-thread time axis): a masked store of the whole tile would make
-            # Triton lay it out for the store, time across lanes, and its scan then shuffles
-            for k in tl.static_range(1, K):
-                at = (tl.arange(0, RBT) == k * BT - 1)[:, None, None]
-                tl.store(o_sc + (i_c * K + k) * NP * BD, tl.sum(tl.where(at, b_H, 0.0), axis=0))
-            b_h = _last_row(b_H)
+        b_H = _recompute_states(b_x, b_dt, b_B, b_h, b_A2, b_bias, s0 + i_c * RBT, T, lo,
+                                width, RBT)
+        # row k·BT − 1 enters the reverse loop's chunk k of this one (none when K = 1); taken
+        # out row by row (a sum over the in-thread time axis): a masked store of the whole tile
+        # would make Triton lay it out for the store, time across lanes, and its scan shuffle
+        for k in tl.static_range(1, K):
+            at = (tl.arange(0, RBT) == k * BT - 1)[:, None, None]
+            tl.store(o_sc + (i_c * K + k) * NP * BD, tl.sum(tl.where(at, b_H, 0.0), axis=0))
+        b_h = _last_row(b_H)
     return b_h
 
 
