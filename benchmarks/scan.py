@@ -195,19 +195,19 @@ def sweep_pipe() -> None:
     # tiles: register caps and splits in time lost at every shape but the host-bound
     # (256, 40, 256), and of the backwards (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) at 1 warp
     # (254 / 243 / 168 / 165 / 223 registers offline) (4, 8) won everywhere. The forwards that
-    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check,
-    # with two more for small grids: (16, 4) and (32, 4), 167 and 245 registers, no spill,
-    # 1536 programs at (4, 8192, 1536)
-    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1), tile(16, 4, 1), tile(32, 4, 1)]
-    # The sums of dB and dC over the channels by the inline-PTX reduce-scatter (bfly: 1, 2 or 4
-    # elements per asm instance; offline the kernel's shuffles drop from 124 to 76 / 60 / 56,
-    # with 0 / 4 / 20 bytes of spill; triton_bfly.py), against the same tile without it
-    # And the backward's recompute in chunks of RBT = 8 / 16 steps (offline 246 / 255
-    # registers, no spill; the forward at 16 steps a chunk was the fastest at (4, 8192, 1536)),
-    # alone and with bfly = 2
-    backwards = [tile(4, 8, 1), tile(4, 8, 1, bfly=1), tile(4, 8, 1, bfly=2),
-                 tile(4, 8, 1, bfly=4), tile(4, 8, 1, rbt=8), tile(4, 8, 1, rbt=16),
-                 tile(4, 8, 1, bfly=2, rbt=16)]
+    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check.
+    # In session 11's sweep (logs/h200_scan_sweep_s11.log) two more for small grids, (16, 4)
+    # and (32, 4) (1536 programs at (4, 8192, 1536)), were slower than one of these everywhere
+    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
+    # Against the (4, 8, 1) backward as session 10 left it: its recompute in chunks of
+    # RBT = 8 / 16 / 32 steps (offline 246 / 255 / 255 registers, 0 / 0 / 56 B of spill), and
+    # the dB and dC sums over the channels by the inline-PTX reduce-scatter (triton_bfly.py) at
+    # bfly = 4 (offline shuffles 124 to 56), alone (20 B of spill) and with RBT = 8 or 16
+    # (24 B at 16). Session 11's sweep (logs/h200_scan_sweep_s11.log) had bfly 1 and 2 slower
+    # than without, alone and (2) with RBT 16.
+    backwards = [tile(4, 8, 1), tile(4, 8, 1, rbt=8), tile(4, 8, 1, rbt=16),
+                 tile(4, 8, 1, rbt=32), tile(4, 8, 1, bfly=4), tile(4, 8, 1, bfly=4, rbt=8),
+                 tile(4, 8, 1, bfly=4, rbt=16)]
     pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
     for shape in SHAPES:
         set_layout("chunk")

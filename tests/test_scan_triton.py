@@ -474,6 +474,21 @@ def test_bfly_backward_matches_reference(bfly: int, bd: int, T: int, N: int,
 
 @pytest.mark.gpu
 @needs_cuda
+def test_bfly_refuses_a_tile_under_a_warp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backward tile of fewer than 32 elements (BT·NP·BD: 1·1·8) would spread each over
+    several lanes, which the butterfly does not handle: refused before any kernel runs."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=1, BD=8, num_warps=1, bfly=1))
+    x = torch.zeros(1, 4, 8, device="cuda")
+    B = torch.zeros(1, 4, 1, device="cuda")
+    with pytest.raises(ValueError, match="at least 32 elements"):
+        ti._backward(x, x, torch.zeros(8, 1, device="cuda"), B, B, None, None, None, None, x,
+                     None, -1.0, 2.0)
+
+
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("T", [65, 1000, 4096])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["chunk", "chunk_pipe"])

@@ -26,10 +26,11 @@ class ScanConfig:
     ``ss_fwd_carry_kernel``) or the adjoint (backward, ``ss_bwd_carry_kernel``) across them:
     more programs for long sequences of few channels. ``bfly`` (backward; 1, 2 or 4; 0 off)
     sums dB and dC over the channels by the inline-PTX reduce-scatter of ``triton_bfly.py``,
-    that many elements per asm instance: CUDA only, BD 8 or 16 at one warp (the layout it
-    was checked for). ``RBT`` (backward, "chunk_pipe" only; None: BT) is the chunk of the
-    backward's recompute of the forward, a multiple of BT dividing SEG: a longer scan per
-    chunk, storing the states that enter the reverse loop's chunks from within it."""
+    that many elements per asm instance, BD 8 or 16 at one warp (the layout it was checked
+    for); it is inline PTX, so on CPU tensors (TRITON_INTERPRET) the same sums take tl.sum.
+    ``RBT`` (backward, "chunk_pipe" only; None: BT) is the chunk of the backward's recompute
+    of the forward, a multiple of BT dividing SEG: a longer scan per chunk, storing the states
+    that enter the reverse loop's chunks from within it."""
 
     BT: int = 16
     BD: int = 32
@@ -90,18 +91,22 @@ class PipeTiles:
 # Session 10's first sweep (logs/h200_scan_pipe_s10.log, eager): register caps (maxnreg 128–200)
 # and splits in time (parts 2, 4) were slower at every shape but (256, 40, 256), where the
 # host's launch work sets the eager time.
-# So the backward is (4, 8, 1) throughout, and the forward follows the grid: with BD = 16 the
-# grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors; (256, 256, 256), at 8
-# or more per multiprocessor, takes "many"; (4, 8192, 1536), under 4, "fewest" (BD = 8 doubles
-# its programs); (8, 2048, 2048) and (256, 40, 256) (T under short_T) take "few".
+# Session 11, two sweeps (logs/h200_scan_sweep_s11.log, then _s11_call2.log; graphs), the
+#   forward at (4, 16, 1): the (4, 8, 1) backward at 2.556; 5.580; 0.219; 1.240 took
+#   2.357; 5.171; 0.203; 1.135 with its recompute in chunks of RBT = 16 steps (8 and 32
+#   slower), 2.396; 5.425; 0.211; 1.153 with the dB/dC sums by the butterfly at bfly = 4
+#   (bfly = 1 and 2 slower than without it), and 2.218; 5.048; 0.205; 1.064 with both.
+# So the backward is (4, 8, 1) at bfly = 4, RBT = 16 throughout, and the forward follows the
+# grid: with BD = 16 the grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors;
+# (256, 256, 256), at 8 or more per multiprocessor, takes "many"; (4, 8192, 1536), under 4,
+# "fewest" (BD = 8 doubles its programs); (8, 2048, 2048) and (256, 40, 256) (T under short_T)
+# take "few".
+_PIPE_BWD = ScanConfig(BT=4, BD=8, SEG=64, num_warps=1, bfly=4, RBT=16)
 PIPE_TILES = PipeTiles(
-    many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
-                                                                   num_warps=1)),
-    few=(ScanConfig(BT=8, BD=16, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
-                                                                  num_warps=1)),
+    many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), _PIPE_BWD),
+    few=(ScanConfig(BT=8, BD=16, SEG=64, num_warps=1), _PIPE_BWD),
     many_per_sm=8, short_T=64,
-    fewest=(ScanConfig(BT=16, BD=8, SEG=64, num_warps=1), ScanConfig(BT=4, BD=8, SEG=64,
-                                                                     num_warps=1)),
+    fewest=(ScanConfig(BT=16, BD=8, SEG=64, num_warps=1), _PIPE_BWD),
     fewest_per_sm=4)
 
 
@@ -302,13 +307,13 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
         raise ValueError(f"selective_scan: BWD_CONFIG.RBT = {cfg.RBT} needs the chunk_pipe "
                          "layout (the chunk layout recomputes in chunks of BT)")
     # bfly: an asm instance takes that many of the BT·NP·BD / 32 elements a lane holds (fewer
-    # for small N); a tile of fewer than 32 elements would replicate them over lanes
-    bfly = min(cfg.bfly, cfg.BT * NP * cfg.BD // 32)
-    if cfg.bfly and (bfly < 1 or x.device.type != "cuda"):
-        raise ValueError("selective_scan: ScanConfig.bfly is inline PTX for CUDA tensors and "
-                         "tiles of at least 32 elements (BT·NP·BD); got "
-                         f"{x.device.type} tensors and BT {cfg.BT}, NP {NP}, BD {cfg.BD} "
-                         "(TRITON_INTERPRET cannot run it either)")
+    # for small N); a tile of fewer than 32 elements would replicate them over lanes. It is
+    # inline PTX: on other devices (TRITON_INTERPRET) the sums take tl.sum, the same sums
+    cuda = x.device.type == "cuda"
+    bfly = min(cfg.bfly, cfg.BT * NP * cfg.BD // 32) if cuda else 0
+    if cuda and cfg.bfly and bfly < 1:
+        raise ValueError("selective_scan: ScanConfig.bfly needs tiles of at least 32 elements "
+                         f"(BT·NP·BD); got BT {cfg.BT}, NP {NP}, BD {cfg.BD}")
     parts, per_part = _time_parts(cfg, T)
     grads, dBC = _grad_buffers(x, dt, z, N)
     grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
