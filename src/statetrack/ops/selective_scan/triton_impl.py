@@ -91,11 +91,12 @@ class PipeTiles:
 # Session 10's first sweep (logs/h200_scan_pipe_s10.log, eager): register caps (maxnreg 128–200)
 # and splits in time (parts 2, 4) were slower at every shape but (256, 40, 256), where the
 # host's launch work sets the eager time.
-# Session 11, two sweeps (logs/h200_scan_sweep_s11.log, then _s11_call2.log; graphs), the
-#   forward at (4, 16, 1): the (4, 8, 1) backward at 2.556; 5.580; 0.219; 1.240 took
-#   2.357; 5.171; 0.203; 1.135 with its recompute in chunks of RBT = 16 steps (8 and 32
-#   slower), 2.396; 5.425; 0.211; 1.153 with the dB/dC sums by the butterfly at bfly = 4
-#   (bfly = 1 and 2 slower than without it), and 2.218; 5.048; 0.205; 1.064 with both.
+# Session 11's second sweep (logs/h200_scan_sweep_s11_call2.log, graphs; the tiles also in
+#   the first, _s11.log, agree within 1%), the forward at (4, 16, 1): the (4, 8, 1) backward
+#   at 2.551; 5.554; 0.220; 1.238 took 2.357; 5.162; 0.203; 1.136 with its recompute in chunks
+#   of RBT = 16 steps (8 and 32 slower), 2.393; 5.425; 0.212; 1.153 with the dB/dC sums by the
+#   butterfly at bfly = 4 (bfly = 1 and 2, first sweep only, slower than without it), and
+#   2.218; 5.048; 0.205; 1.064 with both.
 # So the backward is (4, 8, 1) at bfly = 4, RBT = 16 throughout, and the forward follows the
 # grid: with BD = 16 the grids have 1024, 384, 4096 and 4096 programs on 132 multiprocessors;
 # (256, 256, 256), at 8 or more per multiprocessor, takes "many"; (4, 8192, 1536), under 4,
@@ -150,10 +151,10 @@ LAYOUTS = ("chunk", "chunk_pipe", "lanes")
 # "chunk": time in registers, channels on lanes (triton_kernels.py, triton_bwd.py);
 # "chunk_pipe": the same kernels with PIPE: each chunk loop issues the next chunk's loads before
 # this chunk's scans, by hand (README, "Prefetching the next chunk"), with tiles chosen per call
-# (PIPE_TILES); the default: on the H200 in session 10 forward+backward at [−1, 1] took
-# 2.460 / 4.723 / 1.237 ms against "chunk"'s 7.558 / 14.992 / 3.737 at (8, 2048, 2048),
-# (4, 8192, 1536) and (256, 256, 256), and 0.220 against 0.646 from a CUDA graph at
-# (256, 40, 256) (eager, 0.877 against 0.817: the host's launch work);
+# (PIPE_TILES); the default: on the H200 in session 11 forward+backward at [−1, 1] took
+# 2.123 / 4.199 / 1.070 ms against "chunk"'s 7.499 / 14.974 / 3.734 at (8, 2048, 2048),
+# (4, 8192, 1536) and (256, 256, 256), and 0.206 against 0.647 from a CUDA graph at
+# (256, 40, 256) (eager, 0.900 against 0.958: the host's launch work);
 # "lanes": time over lanes, a loop over the N states (triton_lanes.py, triton_lanes_bwd.py).
 # The backward follows the layout in force at the forward. STATETRACK_SCAN_LAYOUT, when set,
 # overrides LAYOUT; both are read at every call.
