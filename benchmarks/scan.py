@@ -199,15 +199,14 @@ def sweep_pipe() -> None:
     # In session 11's sweep (logs/h200_scan_sweep_s11.log) two more for small grids, (16, 4)
     # and (32, 4) (1536 programs at (4, 8192, 1536)), were slower than one of these everywhere
     forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
-    # Against the (4, 8, 1) backward as session 10 left it: its recompute in chunks of
-    # RBT = 8 / 16 / 32 steps (offline 246 / 255 / 255 registers, 0 / 0 / 56 B of spill), and
-    # the dB and dC sums over the channels by the inline-PTX reduce-scatter (triton_bfly.py) at
-    # bfly = 4 (offline shuffles 124 to 56), alone (20 B of spill) and with RBT = 8 or 16
-    # (24 B at 16). Session 11's sweep (logs/h200_scan_sweep_s11.log) had bfly 1 and 2 slower
-    # than without, alone and (2) with RBT 16.
-    backwards = [tile(4, 8, 1), tile(4, 8, 1, rbt=8), tile(4, 8, 1, rbt=16),
-                 tile(4, 8, 1, rbt=32), tile(4, 8, 1, bfly=4), tile(4, 8, 1, bfly=4, rbt=8),
-                 tile(4, 8, 1, bfly=4, rbt=16)]
+    # Session 11's sweeps (logs/h200_scan_sweep_s11.log, _s11_call2.log) set the backward at
+    # (4, 8, 1) with the recompute in chunks of RBT = 16 and the dB/dC butterfly at bfly = 4
+    # (8 and 32, bfly 1 and 2 lost). Against it: the reverse loop at 2 steps a chunk, which
+    # lost in session 10 when the recompute ran in its chunks too; with RBT it no longer
+    # does (offline at RBT 16: 230 registers, no spill, 31 shuffles against the default's 255
+    # registers, 24 B of spill, 56 shuffles)
+    backwards = [tile(4, 8, 1, bfly=4, rbt=16), tile(2, 8, 1, bfly=4, rbt=8),
+                 tile(2, 8, 1, bfly=4, rbt=16)]
     pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
     for shape in SHAPES:
         set_layout("chunk")

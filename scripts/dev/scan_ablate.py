@@ -1,11 +1,12 @@
 """What each part of the selective-scan backward costs on the GPU: variants of
 ``ss_bwd_kernel`` with one part removed or replaced (results wrong on purpose), each timed
-forward+backward from a CUDA graph at the benchmark's shapes ([−1, 1], bf16, "chunk_pipe").
+forward+backward from a CUDA graph at the benchmark's shapes ([−1, 1], bf16, "chunk_pipe" at
+its default tiles). Session 10 (logs/h200_scan_ablate_s10.log) also stored dB/dC plainly
+instead of atomically: no faster.
 
     PYTHONPATH=src python scripts/dev/scan_ablate.py
 """
 import importlib.util
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 from statetrack.eig import EigRange
 from statetrack.ops.selective_scan import triton_impl as ti
 
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from scan import SHAPES, time_backend  # noqa: E402
 
 SRC = Path(ti.__file__).with_name("triton_bwd.py").read_text()
@@ -21,26 +22,24 @@ DC = """tl.atomic_add(dC + o_tn, tl.sum(b_dyg[:, None, :] * b_h, axis=2), mask=m
                       sem="relaxed")"""
 DB = """tl.atomic_add(dB + o_tn, tl.sum(b_g * b_dxd[:, None, :], axis=2), mask=m_tn,
                       sem="relaxed")"""
+# the default tiles' path (bfly > 0): the reduce-scatter and its atomics (triton_bfly.py)
+BFLY = """_add_dbc_bfly(dB + i_b * T * N, dC + i_b * T * N, b_g * b_dxd[:, None, :],
+                      b_dyg[:, None, :] * b_h, o_t[:, None] * N + o_n[None, :], m_tn, BFLY)"""
 EXCL = """    _, _, e_a, e_b = tl.associative_scan((b_a, b_b, ones, zeros), 0, _combine_excl)
     b_hp = e_a * b_hc[None, :, :] + e_b  # h_{t−1}
     b_h = b_a * b_hp + b_b  # h_t"""
-RECOMPUTE = "    for i_c in range(tl.minimum(NC, tl.cdiv(T - s0, BT))):"
-
-
-def as_store(atomic: str) -> str:
-    """An atomic add of the backward as a plain store to the same place."""
-    return re.sub(r",\s*sem=\"relaxed\"", "", atomic.replace("tl.atomic_add", "tl.store"))
-
+RECOMPUTE = "    for i_c in range(tl.minimum(NC // K, tl.cdiv(T - s0, RBT))):"
+NO_DBC = [(DC, "pass"), (DB, "pass"), (BFLY, "pass")]
+NO_RECOMPUTE = [(RECOMPUTE, "    for i_c in range(0):")]
 
 VARIANTS = {
     "base": [],
-    "no dB/dC (sums and atomics)": [(DC, "pass"), (DB, "pass")],
-    "dB/dC stored, not atomic": [
-        (DC, as_store(DC)), (DB, as_store(DB))],
+    "no dB/dC (sums and atomics)": NO_DBC,
     "inclusive forward scan": [(EXCL, """    e_a, e_b = tl.associative_scan((b_a, b_b), 0, _combine)
     b_h = e_a * b_hc[None, :, :] + e_b
     b_hp = b_h""")],
-    "no recompute": [(RECOMPUTE, "    for i_c in range(0):")],
+    "no recompute": NO_RECOMPUTE,
+    "neither dB/dC nor recompute": NO_DBC + NO_RECOMPUTE,
 }
 
 
