@@ -1,7 +1,8 @@
 #!/bin/bash
 # One GPU call: scan tests (compiled kernels) then benchmarks/scan.py; logs and JSON under $OUT.
 # Exits with the GPU tests' status.
-# usage: [SCAN_NCU="chunk chunk_pipe"] [SCAN_TAR=1] scripts/gpu/scan_run.sh [--sweep [LAYOUT ...]] [--layouts chunk chunk_pipe lanes]
+# usage: [SCAN_NCU="chunk chunk_pipe"] [SCAN_ABLATE=1] [SCAN_TAR=1] scripts/gpu/scan_run.sh \
+#          [--sweep [LAYOUT ...]] [--layouts chunk chunk_pipe lanes]
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 set -o pipefail
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/smi.log"
@@ -10,6 +11,10 @@ timeout "${SCAN_TEST_TIMEOUT:-240}" python -m pytest tests/test_scan_triton.py t
   -m gpu -q -n 6 -p no:cacheprovider 2>&1 | tail -60 | tee "$OUT/tests.log"
 tests_rc=${PIPESTATUS[0]}  # the exit status: a caller can start other GPU work only on success
 timeout "${SCAN_BENCH_TIMEOUT:-240}" python benchmarks/scan.py --out "$OUT/h200_scan.json" "$@" 2>&1 | tee "$OUT/bench.log"
+# SCAN_ABLATE=1: what each part of the default backward costs (scripts/dev/scan_ablate.py)
+if [ -n "${SCAN_ABLATE:-}" ]; then
+  timeout "${SCAN_ABLATE_TIMEOUT:-150}" python scripts/dev/scan_ablate.py 2>&1 | tee "$OUT/ablate.log"
+fi
 # Nsight Compute, when the machine has it: one forward and one backward launch per layout
 if [ -n "${SCAN_NCU:-}" ] && command -v ncu >/dev/null; then
   for layout in ${SCAN_NCU}; do
@@ -29,6 +34,7 @@ fi
 # this and stay within the 8 files a call brings back
 if [ -n "${SCAN_TAR:-}" ]; then
   (cd "$OUT" && tar czf scan.tar.gz --ignore-failed-read smi.log tests.log h200_scan.json \
-     bench.log ncu.tar.gz 2>/dev/null; rm -f smi.log tests.log h200_scan.json bench.log ncu.tar.gz)
+     bench.log ablate.log ncu.tar.gz 2>/dev/null
+   rm -f smi.log tests.log h200_scan.json bench.log ablate.log ncu.tar.gz)
 fi
 exit "$tests_rc"

@@ -152,6 +152,12 @@ pack() {
      sed "s|\$|/$f|" "$L/finished.txt"; done) >"$WORK/files.txt"
   (cd "$WORK" && tar -czf "$OUT/table3_runs.tar.gz" -T "$WORK/files.txt")
   tr '\r' '\n' <"$WORK/sweep.log" | tail -n 300 >"$L/sweep_tail.log"
+  # the last lines of every run's own log (RUN_DIR.log): whether and when a requested
+  # checkpoint was written (session 11: 1-2 of 8 runs per call were not, within the 30 s)
+  mkdir -p "$L/run_logs"
+  (cd "$WORK/runs" && find . -name '*.log' | while read -r f; do
+     tr '\r' '\n' <"$f" | tail -n 40 >"$L/run_logs/$(echo "${f#./}" | tr '/=' '__')"
+   done)
   python3 scripts/gpu/run_rates.py "$WORK/runs" | tee "$L/rates.txt" | tail -n 1 | tee -a "$OUT/call.log"
   cp -r /tmp/st_mps/log "$L/mps_log" 2>/dev/null
   (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep sweeps/table3.yaml \
