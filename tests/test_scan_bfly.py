@@ -156,8 +156,8 @@ def test_bfly_config_is_validated() -> None:
 
 def test_bfly_is_left_out_on_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
     """The butterfly is inline PTX, which TRITON_INTERPRET cannot run: on CPU tensors the
-    backward launches with BFLY = 0 (the same sums by tl.sum), so the default tiles, which set
-    it, still run there; any other setting reaches the launch unchanged."""
+    backward launches with BFLY = 0 (the same sums by tl.sum), a set BWD_CONFIG and chunk_pipe's
+    default tiles (which set it) alike, the tile's other settings unchanged."""
     import torch
 
     from statetrack.ops.selective_scan import triton_impl as ti
@@ -174,7 +174,7 @@ def test_bfly_is_left_out_on_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> Non
             None, None, x, None, -1.0, 2.0)  # lo, width: [−1, 1]
     monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=4, BD=8, num_warps=1, bfly=2))
     ti._backward(*args)
-    monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=2, BD=8, SEG=8, num_warps=1))
-    ti._backward(*args)
-    assert [(k["BFLY"], k["BT"], k["SEG"]) for k in launched] == [(0, 4, 64), (0, 2, 8)]
-    assert ti.PIPE_TILES.many[1].bfly > 0  # the default that must still run on a CPU
+    ti._backward(*args, pipe=True)
+    b = ti.pipe_tiles(1, 4, 8, x.device)[1]
+    assert b.bfly > 0  # the default tiles set it
+    assert [(k["BFLY"], k["BT"], k["RBT"]) for k in launched] == [(0, 4, 4), (0, b.BT, b.RBT)]
