@@ -273,3 +273,43 @@ def test_precision_bf16_trains_under_autocast_on_a_cpu_too(
           tmp_path / "run", quiet=True)
     assert seen == {on_cpu}
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_code_fingerprint_follows_every_source_file(tmp_path: Path) -> None:
+    """The fingerprint of a source tree is the same for an identical copy and changes when any
+    .py file's bytes or name change, but not for other files (caches, data)."""
+    import shutil
+
+    root = Path(rundir.__file__).resolve().parents[1]
+    copy = tmp_path / "a"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    same = rundir.code_fingerprint(copy)
+    assert same == rundir.code_fingerprint(root) and len(same) == 12
+    (copy / "notes.txt").write_text("not code")
+    assert rundir.code_fingerprint(tmp_path / "a") == same
+    shutil.copytree(copy, tmp_path / "b")
+    (tmp_path / "b" / "eig.py").write_text((copy / "eig.py").read_text() + "\n")
+    shutil.copytree(copy, tmp_path / "c")
+    (tmp_path / "c" / "eig.py").rename(tmp_path / "c" / "eig2.py")
+    prints = {rundir.code_fingerprint(tmp_path / d) for d in "abc"}
+    assert len(prints) == 3
+
+
+def test_runs_record_the_code_that_trained_and_evaluated_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every metrics line names the code that logged it; a run cut and resumed under other
+    code lists both versions in order in summary.json, and the evaluating one apart. Lines
+    from before fingerprints existed count as "unrecorded"."""
+    config = tiny()
+    summary = train(config, tmp_path / "one", quiet=True)
+    now = rundir.code_fingerprint()
+    assert {r["code"] for r in rundir.read_metrics(tmp_path / "one")} == {now}
+    assert summary["code"] == [now] and summary["eval_code"] == now
+    with monkeypatch.context() as m:
+        m.setattr(rundir, "code_fingerprint", lambda: "old000000000")
+        stop_at(m, 10)
+        with pytest.raises(Interrupt):
+            train(config, tmp_path / "cut", quiet=True)
+    resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
+    assert resumed["code"] == ["old000000000", now] and resumed["eval_code"] == now
+    assert rundir.code_history([{"step": 1}, {"step": 2, "code": "x"}]) == ["unrecorded", "x"]

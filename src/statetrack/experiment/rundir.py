@@ -3,18 +3,24 @@
 ```
 RUN_DIR/
   config.yaml          the fully resolved config
-  metrics.jsonl        one JSON line per log step (step, lr, loss, accuracy, …, val_*)
+  metrics.jsonl        one JSON line per log step (step, lr, loss, accuracy, …, val_*, code)
   eval.csv             length, n, accuracy, scaled_accuracy of the final evaluation
-  summary.json         task, model, seed, accuracy, scaled_accuracy, steps, wall_seconds, …
+  summary.json         task, model, seed, accuracy, scaled_accuracy, steps, wall_seconds, …,
+                       code: the fingerprints of the code that trained it, in order;
+                       eval_code: the one that ran the final evaluation
   checkpoint/          model.safetensors, optimizer.safetensors, state.json (for resume)
   accuracy_by_length.png
 ```
-``summary.json`` is written last, so its presence means the run finished.
+``summary.json`` is written last, so its presence means the run finished. ``code`` is
+``code_fingerprint()`` of the statetrack package that logged a line: a run resumed under changed
+code (a GPU sweep spans sessions) names every version that trained it.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import os
@@ -28,6 +34,28 @@ SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint"
 PLOT = "accuracy_by_length.png"
 EVAL_COLUMNS = ("length", "n", "accuracy", "scaled_accuracy")
+
+
+def code_fingerprint(root: Path | None = None) -> str:
+    """12 hex digits of SHA-256 over the package's Python sources (the statetrack package, or
+    ``root``): each file's path relative to the root and its bytes, in path order. It names the
+    code without git, which the GPU machine's copy of the sources lacks."""
+    return _fingerprint(Path(root) if root is not None else Path(__file__).resolve().parents[1])
+
+
+@functools.cache
+def _fingerprint(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def code_history(records: list[dict[str, Any]]) -> list[str]:
+    """The distinct ``code`` fingerprints of metrics records, in the order they first appear;
+    lines logged before fingerprints were recorded count as "unrecorded"."""
+    return list(dict.fromkeys(r.get("code", "unrecorded") for r in records))
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

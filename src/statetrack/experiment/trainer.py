@@ -280,7 +280,8 @@ def _log(run: Run, step: int, lr: float, sums: dict[str, torch.Tensor], seconds:
     record: dict[str, Any] = {
         "step": step, "lr": lr, "loss": loss, "accuracy": accuracy,
         "scaled_accuracy": scaled_accuracy(accuracy, run.task.num_classes),
-        "steps_per_second": host["steps"] / max(seconds, 1e-9)}
+        "steps_per_second": host["steps"] / max(seconds, 1e-9),
+        "code": rundir.code_fingerprint()}
     if validate:
         e = run.config.evaluation
         result = evaluate(run.model, run.task, min_len=e.min_len, max_len=e.max_len, n=e.val_n,
@@ -333,7 +334,8 @@ def _finish(run: Run, state: TrainState) -> dict[str, Any]:
         "num_parameters": run.model.num_parameters(),
         "wall_seconds": state.wall_seconds + eval_seconds,
         "train_seconds": state.wall_seconds, "device": describe_device(run.device),
-        "torch_version": torch.__version__, "statetrack_version": statetrack.__version__}
+        "torch_version": torch.__version__, "statetrack_version": statetrack.__version__,
+        "code": rundir.code_history(last), "eval_code": rundir.code_fingerprint()}
     plot_runs([run.run_dir], run.run_dir / rundir.PLOT)
     rundir.write_json(run.run_dir / rundir.SUMMARY, summary)
     return summary
