@@ -7,6 +7,7 @@ logs/h200_scan_host_engine_s10.log).
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -14,7 +15,7 @@ from statetrack.eig import EigRange
 from statetrack.ops.selective_scan import selective_scan
 from statetrack.ops.selective_scan import triton_impl as ti
 
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from scan import make_inputs  # noqa: E402
 
 acc = defaultdict(float)

@@ -4,6 +4,7 @@
     PYTHONPATH=src python scripts/dev/scan_host_parts.py
 """
 import sys
+from pathlib import Path
 
 import torch
 import triton
@@ -11,7 +12,7 @@ import triton
 from statetrack.ops.bench import host_ms
 from statetrack.ops.selective_scan import triton_impl as ti
 
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from scan import make_inputs  # noqa: E402
 
 x, dt, A, B, C, D, z, bias = make_inputs((256, 40, 256, 16), False)
@@ -29,8 +30,8 @@ def launch():
     ti.ss_bwd_kernel[grid](
         x, dt, A, B, C, D, z, bias, hseg, dy, None, *grads, scratch, hseg, hseg,
         T, Dm, N, -1.0, 2.0, 1, NP=16, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_D=True,
-        HAS_Z=True, HAS_BIAS=True, HAS_DHT=False, PIPE=True, SPLIT=False, num_warps=1,
-        maxnreg=cfg.maxnreg)
+        HAS_Z=True, HAS_BIAS=True, HAS_DHT=False, PIPE=True, SPLIT=False, BFLY=cfg.bfly,
+        RBT=cfg.RBT or cfg.BT, num_warps=1, maxnreg=cfg.maxnreg)
 
 
 def fwd_launch():

@@ -7,10 +7,11 @@ logs/h200_scan_host_profile_s10.log).
 import cProfile
 import pstats
 import sys
+from pathlib import Path
 
 import torch
 
-sys.path.insert(0, "benchmarks")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from scan import make_inputs  # noqa: E402
 
 from statetrack.eig import EigRange  # noqa: E402

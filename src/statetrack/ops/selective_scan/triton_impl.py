@@ -291,8 +291,8 @@ def _part_maps(Bsz: int, parts: int, Dm: int, N: int, device: torch.device
 
 
 def _time_parts(cfg: ScanConfig, T: int) -> tuple[int, int]:
-    """(parts, segments per part) of a backward split in time: at most ``cfg.parts``, whole
-    segments each, none empty."""
+    """(parts, segments per part) of a pass split in time (forward or backward): at most
+    ``cfg.parts``, whole segments each, none empty."""
     n_seg = triton.cdiv(T, cfg.SEG)
     per_part = triton.cdiv(n_seg, max(1, min(cfg.parts, n_seg)))
     return triton.cdiv(n_seg, per_part), per_part
