@@ -87,6 +87,38 @@ def test_resume_reaches_the_same_weights_and_metrics_bitwise(
 
 
 @pytest.mark.skipif(trainer.CHECKPOINT_SIGNAL is None, reason="no SIGUSR1 on this platform")
+@pytest.mark.parametrize("taken_at", [0, 1])
+def test_a_handler_taken_over_during_training_is_put_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_at: int) -> None:
+    """A library that takes SIGUSR1 during a step (LLVM does, inside Triton's compiler, when a
+    process first compiles a kernel) does not keep it: the loop puts its handler back after
+    the first step and at each log step (done = 3), so a signal during step 5 still
+    checkpoints step 5 (without that, SIG_IGN here would drop it)."""
+    import os
+    import signal
+
+    original = trainer._train_step
+
+    def step(run, index, lr, params, sums):
+        if index == 4:
+            os.kill(os.getpid(), trainer.CHECKPOINT_SIGNAL)
+        if index == 7:
+            raise Interrupt
+        out = original(run, index, lr, params, sums)
+        if index == taken_at:
+            signal.signal(trainer.CHECKPOINT_SIGNAL, signal.SIG_IGN)
+        return out
+
+    before = signal.getsignal(trainer.CHECKPOINT_SIGNAL)
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "_train_step", step)
+        with pytest.raises(Interrupt):
+            train(tiny(), tmp_path / "cut", quiet=True)
+    assert signal.getsignal(trainer.CHECKPOINT_SIGNAL) is before
+    assert json.loads((tmp_path / "cut/checkpoint/state.json").read_text())["step"] == 5
+
+
+@pytest.mark.skipif(trainer.CHECKPOINT_SIGNAL is None, reason="no SIGUSR1 on this platform")
 def test_a_signal_checkpoints_the_current_step_and_resuming_from_it_changes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGUSR1 during step 5 (done = 5: neither a log step nor a periodic checkpoint, so the

@@ -132,6 +132,15 @@ request_checkpoints() {
   for pid in $(pgrep -f "[s]tatetrack train"); do
     catches_usr1 "$pid" && kill -USR1 "$pid" && n=$((n + 1))
   done
+  sleep 5  # then each process's signal masks and command line: session 12's two sLSTM runs
+  # caught SIGUSR1 yet wrote no checkpoint (a CPU sLSTM run does); is it pending or blocked?
+  for pid in $(pgrep -f "[s]tatetrack train"); do
+    { echo "pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-200)"
+      grep -E '^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|Threads):' "/proc/$pid/status"
+      for t in /proc/"$pid"/task/*; do
+        echo "  task ${t##*/} $(tr -d '\n' <"$t/comm") $(awk '/^(SigPnd|SigBlk):/ {printf "%s %s ", $1, $2}' "$t/status")"
+      done; } >>"$L/usr1_status.log" 2>&1
+  done
   while [ "$waited" -lt 30 ] && \
       [ "$(find "$WORK/runs" -name state.json -newer "$marker" | wc -l)" -lt "$n" ]; do
     sleep 1; waited=$((waited + 1))

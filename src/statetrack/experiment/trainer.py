@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,19 +123,28 @@ CHECKPOINT_SIGNAL = getattr(signal, "SIGUSR1", None)
 
 
 @contextlib.contextmanager
-def _checkpoint_on_signal(run: Run) -> Iterator[None]:
+def _checkpoint_on_signal(run: Run) -> Iterator[Callable[[], None]]:
     """While the step loop runs, CHECKPOINT_SIGNAL sets ``run.checkpoint_requested``. Only the
-    main thread may install a handler; elsewhere (or without the signal) nothing changes."""
+    main thread may install a handler; elsewhere (or without the signal) nothing changes.
+
+    Yields ``rearm``, which installs the handler again: LLVM, inside Triton's compiler, puts
+    its own handlers on SIGUSR1 (and others) in the process that first compiles a kernel, so a
+    run whose model compiles Triton kernels during its first steps lost its handler (session
+    12 on the H200: the sLSTM runs caught SIGUSR1 and wrote no checkpoint). The step loop
+    rearms after the first step and at every log step."""
     if CHECKPOINT_SIGNAL is None or threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
 
     def request(signum: int, frame: object) -> None:
         run.checkpoint_requested = True
 
+    def rearm() -> None:
+        signal.signal(CHECKPOINT_SIGNAL, request)
+
     previous = signal.signal(CHECKPOINT_SIGNAL, request)
     try:
-        yield
+        yield rearm
     finally:
         signal.signal(CHECKPOINT_SIGNAL, previous)
 
@@ -194,8 +203,8 @@ def _train_loop(run: Run, state: TrainState) -> TrainState:
     bar = tqdm(total=t.steps, initial=state.step, unit="step", dynamic_ncols=True,
                disable=run.quiet or not sys.stderr.isatty(), file=sys.stderr)
     try:
-        with _checkpoint_on_signal(run):
-            state = _steps(run, state, params, sums, bar)
+        with _checkpoint_on_signal(run) as rearm:
+            state = _steps(run, state, params, sums, bar, rearm)
     finally:
         run.batches.close()
         bar.close()
@@ -203,11 +212,11 @@ def _train_loop(run: Run, state: TrainState) -> TrainState:
 
 
 def _steps(run: Run, state: TrainState, params: list[torch.nn.Parameter],
-           sums: dict[str, torch.Tensor], bar: tqdm) -> TrainState:
+           sums: dict[str, torch.Tensor], bar: tqdm, rearm: Callable[[], None]) -> TrainState:
     t = run.config.training
     window_start, wall_start = time.perf_counter(), time.perf_counter()
-    start_seconds = state.wall_seconds
-    for step in range(state.step, t.steps):
+    start_seconds, first = state.wall_seconds, state.step
+    for step in range(first, t.steps):
         lr = learning_rate(step, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps,
                            final_lr_factor=t.final_lr_factor)
         _train_step(run, step, lr, params, sums)
@@ -223,6 +232,8 @@ def _steps(run: Run, state: TrainState, params: list[torch.nn.Parameter],
             if bar.disable and not run.quiet:
                 print(_log_line(record, t.steps), file=sys.stderr)
             window_start = time.perf_counter()
+        if step == first or done % t.log_every == 0:  # after kernels compile (above)
+            rearm()
         requested, run.checkpoint_requested = run.checkpoint_requested, False
         if (t.checkpoint_every and done % t.checkpoint_every == 0) or done == t.steps \
                 or requested:
