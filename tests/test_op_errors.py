@@ -145,3 +145,43 @@ def test_bad_eig_range(eig_range: object) -> None:
     """An eig_range outside -1 <= lo < hi <= 1 states the allowed values."""
     raises_naming("selective_scan", selective_scan_args(), "eig_range",
                   "-1 <= lo < hi <= 1", eig_range=eig_range)
+
+
+
+def selective_scan_variants() -> list[tuple[str, Args, bool]]:
+    """(case, arguments, whether they are valid): the baseline selective_scan arguments with
+    and without the optional inputs, then with one changed: to a wrong rank, a size off by one
+    in each dim, a non-floating or unsupported floating dtype, another device, a list, None
+    (valid for the optional inputs only)."""
+    base = selective_scan_args()
+    required = ("x", "dt", "A", "B", "C")
+    out = [("valid", base, True),
+           ("no optional", {k: v if k in required else None for k, v in base.items()}, True)]
+    for name, t in base.items():
+        bad = {"fewer dims": t[0], "more dims": t[None], "list": t.tolist(), "int64": t.long(),
+               "bool": t.bool(), "float8": t.to(torch.float8_e4m3fn), "meta": t.to("meta")}
+        bad |= {f"dim {d} + 1": torch.cat([t, t.narrow(d, 0, 1)], dim=d) for d in range(t.ndim)}
+        out += [(f"{name} {what}", base | {name: v}, False) for what, v in bad.items()]
+        out.append((f"{name} None", base | {name: None}, name not in required))
+    return out
+
+
+SS_VARIANTS = selective_scan_variants()
+
+
+@pytest.mark.parametrize("case, args, valid", SS_VARIANTS, ids=[c for c, _, _ in SS_VARIANTS])
+def test_selective_scan_fast_check_agrees_with_the_named_checks(case: str, args: Args,
+                                                                valid: bool) -> None:
+    """selective_scan skips its named checks when one pass finds every input well formed: that
+    pass accepts exactly the arguments the named checks accept, so each error above is still
+    raised, by the named checks."""
+    import importlib
+
+    ss = importlib.import_module("statetrack.ops.selective_scan")
+    values = [args[n] for n in ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "initial_state")]
+    if valid:
+        ss._check_inputs(*values)
+    else:
+        with pytest.raises(ValueError):
+            ss._check_inputs(*values)
+    assert ss._well_formed(*values) == valid

@@ -208,6 +208,74 @@ def test_pipe_tiles_choice() -> None:
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
+def test_launched_tiles_follow_the_settings_in_force_at_each_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk_pipe tiles are remembered per shape, yet every forward+backward launches those
+    of the PIPE_TILES, LAYOUT and STATETRACK_SCAN_LAYOUT in force at its call: tiles replaced
+    between calls of one shape (each old object freed, so a new one may take its id), tiles put
+    back, a switch to "chunk" (FWD_CONFIG, BWD_CONFIG) and back by the variable; a set whose
+    forward and backward SEG differ is refused at every call, not only the first."""
+    from statetrack.ops.selective_scan import selective_scan
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    launched: list[tuple[str, int, int]] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launched.append((self.name, kw["BT"], kw["BD"]))
+
+    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
+    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    ins = [t.float().requires_grad_()
+           for t in ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))[:8]]
+
+    def launch() -> list[tuple[str, int, int]]:
+        launched.clear()
+        y, _ = selective_scan(*ins[:5], D=ins[5], z=ins[6], dt_bias=ins[7], backend="triton")
+        torch.autograd.grad(y, ins, torch.ones_like(y))
+        return launched
+
+    pair = (ti.ScanConfig(BT=4, BD=4, SEG=8), ti.ScanConfig(BT=2, BD=4, SEG=8))
+    first = ti.PipeTiles(many=pair, few=pair)
+    monkeypatch.setattr(ti, "PIPE_TILES", first)  # restored at the end
+    for bt, bd in [(8, 4), (4, 8), (8, 8), (2, 4), (8, 4), (4, 4)]:
+        pair = (ti.ScanConfig(BT=bt, BD=bd, SEG=8), ti.ScanConfig(BT=bt // 2, BD=bd, SEG=8))
+        ti.PIPE_TILES = None  # frees the last set: the next object may take its id
+        ti.PIPE_TILES = ti.PipeTiles(many=pair, few=pair)
+        assert launch() == [("fwd", bt, bd), ("bwd", bt // 2, bd)]
+    ti.PIPE_TILES = first
+    assert launch() == [("fwd", 4, 4), ("bwd", 2, 4)]
+    monkeypatch.setattr(ti, "LAYOUT", "chunk")
+    monkeypatch.setattr(ti, "FWD_CONFIG", ti.ScanConfig(BT=2, BD=2, SEG=8))
+    monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=1, BD=2, SEG=8))
+    assert launch() == [("fwd", 2, 2), ("bwd", 1, 2)]
+    monkeypatch.setenv("STATETRACK_SCAN_LAYOUT", "chunk_pipe")
+    assert launch() == [("fwd", 4, 4), ("bwd", 2, 4)]
+    f, b = first.few
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        first, few=(f, dataclasses.replace(b, SEG=16))))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="PIPE_TILES.few has forward SEG = 8"):
+            launch()
+
+
+def test_host_integer_helpers_equal_triton() -> None:
+    """The host's cdiv and next_power_of_2 (plain Python, for launch overhead) equal Triton's."""
+    import triton
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    for n in range(0, 5000):
+        assert ti._next_power_of_2(n) == triton.next_power_of_2(n), n
+        for d in (1, 2, 3, 4, 8, 16, 64, 100):
+            assert ti._cdiv(n, d) == triton.cdiv(n, d), (n, d)
+
+
 def test_grad_buffers_keep_parameter_sums_apart_from_dB_dC() -> None:
     """The backward's atomic sums start at zero, and dA, dD and d dt_bias share no storage with
     the [2, B, T, N] buffer of dB and dC: a parameter's gradient kept in ``.grad`` (they are

@@ -7,10 +7,18 @@ from collections.abc import Sequence
 import torch
 
 from statetrack.eig import EigRange
-from statetrack.ops._common import check_same_device, check_shape, check_tensor, resolve_backend
+from statetrack.ops._common import (
+    FLOAT_DTYPES,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    resolve_backend,
+)
 from statetrack.ops.selective_scan.reference import selective_scan_reference
 
 __all__ = ["selective_scan", "selective_scan_reference"]
+
+_FLOATS = frozenset(FLOAT_DTYPES)
 
 
 def selective_scan(
@@ -46,6 +54,57 @@ def selective_scan(
         ``(y [B, T, Dm] in x's dtype, h_T [B, Dm, N] or None)``.
     """
     eig_range = EigRange.parse(eig_range)
+    if not _well_formed(x, dt, A, B, C, D, z, dt_bias, initial_state):
+        _check_inputs(x, dt, A, B, C, D, z, dt_bias, initial_state)
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+
+    backend = resolve_backend(backend, x.device)
+    args = (x, dt, A, B, C, D, z, dt_bias, eig_range, initial_state)
+    if backend == "reference":
+        y, h = selective_scan_reference(*args)
+    elif backend == "torch":
+        from statetrack.ops.selective_scan.chunked import selective_scan_chunked
+
+        y, h = selective_scan_chunked(*args, chunk_size=chunk_size)
+    else:
+        from statetrack.ops.selective_scan.triton_impl import selective_scan_triton
+
+        y, h = selective_scan_triton(*args, output_final_state=output_final_state)
+    return y, (h if output_final_state else None)
+
+
+def _well_formed(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                 C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+                 dt_bias: torch.Tensor | None, initial_state: torch.Tensor | None) -> bool:
+    """True when every input is a floating tensor of its layout's shape on x's device, which
+    ``_check_inputs`` would pass: one pass without its calls (host time at every step). Else
+    False, and ``_check_inputs`` names the first bad argument."""
+    if not (isinstance(x, torch.Tensor) and isinstance(A, torch.Tensor)
+            and x.ndim == 3 and A.ndim == 2):
+        return False
+    xs = x.shape
+    Bsz, T, Dm = xs
+    N = A.shape[1]
+    device = x.device
+    bs = (Bsz, T, N)
+    for t, shape, optional in ((x, xs, False), (dt, xs, False), (A, (Dm, N), False),
+                               (B, bs, False), (C, bs, False), (D, (Dm,), True),
+                               (z, xs, True), (dt_bias, (Dm,), True),
+                               (initial_state, (Bsz, Dm, N), True)):
+        if t is None and optional:
+            continue
+        if not (isinstance(t, torch.Tensor) and t.shape == shape and t.dtype in _FLOATS
+                and t.device == device):
+            return False
+    return True
+
+
+def _check_inputs(x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                  C: torch.Tensor, D: torch.Tensor | None, z: torch.Tensor | None,
+                  dt_bias: torch.Tensor | None, initial_state: torch.Tensor | None) -> None:
+    """Raise ``ValueError`` naming the first argument that is not a floating tensor of its
+    layout's shape, or inputs on more than one device."""
     check_tensor("x", x, 3, "[B, T, Dm]")
     Bsz, T, Dm = x.shape
     check_tensor("dt", dt, 3, "[B, T, Dm]")
@@ -67,19 +126,3 @@ def selective_scan(
     check_shape("initial_state", initial_state, (Bsz, Dm, N), "[B, Dm, N]")
     check_same_device(x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias,
                       initial_state=initial_state)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-
-    backend = resolve_backend(backend, x.device)
-    args = (x, dt, A, B, C, D, z, dt_bias, eig_range, initial_state)
-    if backend == "reference":
-        y, h = selective_scan_reference(*args)
-    elif backend == "torch":
-        from statetrack.ops.selective_scan.chunked import selective_scan_chunked
-
-        y, h = selective_scan_chunked(*args, chunk_size=chunk_size)
-    else:
-        from statetrack.ops.selective_scan.triton_impl import selective_scan_triton
-
-        y, h = selective_scan_triton(*args, output_final_state=output_final_state)
-    return y, (h if output_final_state else None)

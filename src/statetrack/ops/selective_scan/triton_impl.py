@@ -182,29 +182,68 @@ def _warps(cfg: ScanConfig, NP: int) -> int:
     return max(1, min(cfg.num_warps, NP * cfg.BD // 32))
 
 
+# The host's integer arithmetic, as triton.cdiv and triton.next_power_of_2 compute it: those are
+# constexpr functions, each host call ~1.4 µs of argument unwrapping (13 a forward+backward).
+def _cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def _next_power_of_2(n: int) -> int:
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, without the call where it would return t itself (a no-op ``.to`` still
+    parses its arguments: ~0.7 µs of host time)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+_PIPE_CHOICES: dict[tuple, tuple[PipeTiles, tuple[ScanConfig, ScanConfig]]] = {}
+
+
+def _pipe_tiles_cached(Bsz: int, T: int, Dm: int, device: torch.device
+                       ) -> tuple[ScanConfig, ScanConfig]:
+    """``pipe_tiles``, remembered per (PIPE_TILES object in force, Bsz, T, Dm, device): its
+    checks and arithmetic are host time at every forward and backward. The tiles are read at
+    every call, so a reassigned PIPE_TILES (a sweep, a test's monkeypatch) takes effect at once;
+    an entry holds its tiles object, so that object's id is not reused while the entry lives.
+    A choice that raises is not remembered (it raises again)."""
+    tiles = PIPE_TILES
+    key = (id(tiles), Bsz, T, Dm, device)
+    hit = _PIPE_CHOICES.get(key)
+    if hit is not None and hit[0] is tiles:
+        return hit[1]
+    pair = pipe_tiles(Bsz, T, Dm, device)
+    if len(_PIPE_CHOICES) >= 64:  # shapes that vary call to call (evaluation at many T)
+        _PIPE_CHOICES.clear()
+    _PIPE_CHOICES[key] = (tiles, pair)
+    return pair
+
+
 def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: bool = False
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
-    NP = triton.next_power_of_2(N)
+    NP = _next_power_of_2(N)
+    device = x.device
     if pipe:  # pipe_tiles checks that forward and backward share SEG
-        cfg = pipe_tiles(Bsz, T, Dm, x.device)[0]
+        cfg = _pipe_tiles_cached(Bsz, T, Dm, device)[0]
     else:
         cfg = FWD_CONFIG
         if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
             raise ValueError(f"selective_scan: FWD_CONFIG.SEG = {cfg.SEG} differs from "
                              f"BWD_CONFIG.SEG = {BWD_CONFIG.SEG}, the spacing of the saved "
                              "states")
-    n_seg = triton.cdiv(T, cfg.SEG)
+    n_seg = _cdiv(T, cfg.SEG)
     y = torch.empty_like(x)
-    hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
-    hseg = (torch.empty(Bsz, n_seg, N, Dm, device=x.device, dtype=torch.float32) if save
+    hT = torch.empty(Bsz, Dm, N, device=device, dtype=torch.float32)
+    hseg = (torch.empty(Bsz, n_seg, N, Dm, device=device, dtype=torch.float32) if save
             else hT)
     parts, per_part = _time_parts(cfg, T)
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
+    grid = (_cdiv(Dm, cfg.BD), Bsz, parts)
     prod = hloc = hT  # read only with parts > 1
     if parts > 1:
-        prod, hloc = _part_maps(Bsz, parts, Dm, N, x.device)
+        prod, hloc = _part_maps(Bsz, parts, Dm, N, device)
         ss_fwd_carry_kernel[grid](
             x, dt, A, B, dt_bias, prod, hloc, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_BIAS=dt_bias is not None,
@@ -226,12 +265,12 @@ def _forward_lanes(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool
     cfg, seg = LANES_CONFIG, BWD_CONFIG.SEG
     y = torch.empty_like(x)
     hT = torch.empty(Bsz, Dm, N, device=x.device, dtype=torch.float32)
-    hseg = (torch.empty(Bsz, triton.cdiv(T, seg), N, Dm, device=x.device, dtype=torch.float32)
+    hseg = (torch.empty(Bsz, _cdiv(T, seg), N, Dm, device=x.device, dtype=torch.float32)
             if save else hT)
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    grid = (_cdiv(Dm, cfg.BD), Bsz)
     ss_lanes_fwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, h0, y, hT, hseg, T, Dm, N, lo, width,
-        NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
+        NP=_next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_H0=h0 is not None, SAVE=save,
         num_warps=cfg.num_warps)
     return y, hT, (hseg if save else None)
@@ -246,11 +285,11 @@ def _backward_lanes(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width) -> 
         raise ValueError(f"LANES_BWD_CONFIG.BT: expected a multiple of BWD_CONFIG.SEG = {seg} "
                          f"(the saved states' spacing), got {cfg.BT}")
     grads, dBC = _grad_buffers(x, dt, z, N)
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz)
+    grid = (_cdiv(Dm, cfg.BD), Bsz)
     ss_lanes_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads,
         T, Dm, N, lo, width,
-        NP=triton.next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
+        NP=_next_power_of_2(N), BT=cfg.BT, BD=cfg.BD, SEG=seg, HAS_D=D is not None,
         HAS_Z=z is not None, HAS_BIAS=dt_bias is not None, HAS_DHT=dhT is not None,
         num_warps=cfg.num_warps)
     return _reduce_grads(grads, dBC, B, C)
@@ -265,9 +304,10 @@ def _grad_buffers(x, dt, z, N: int) -> tuple[tuple, torch.Tensor]:
     Bsz, T, Dm = x.shape
     f32 = dict(device=x.device, dtype=torch.float32)
     dBC = torch.zeros(2, Bsz, T, N, **f32)
-    dA, dD, dbias = torch.zeros(Dm * N + 2 * Dm, **f32).split([Dm * N, Dm, Dm])
+    # split_with_sizes: Tensor.split's Python wrapper costs as much again
+    dA, dD, dbias = torch.zeros(Dm * N + 2 * Dm, **f32).split_with_sizes([Dm * N, Dm, Dm])
     grads = (torch.empty_like(x), torch.empty_like(dt),
-             torch.empty_like(z) if z is not None else None, dBC[0], dBC[1], dA.view(Dm, N),
+             torch.empty_like(z) if z is not None else None, *dBC.unbind(0), dA.view(Dm, N),
              dD, dbias, torch.empty(Bsz, Dm, N, **f32))
     return grads, dBC
 
@@ -293,40 +333,41 @@ def _part_maps(Bsz: int, parts: int, Dm: int, N: int, device: torch.device
 def _time_parts(cfg: ScanConfig, T: int) -> tuple[int, int]:
     """(parts, segments per part) of a pass split in time (forward or backward): at most
     ``cfg.parts``, whole segments each, none empty."""
-    n_seg = triton.cdiv(T, cfg.SEG)
-    per_part = triton.cdiv(n_seg, max(1, min(cfg.parts, n_seg)))
-    return triton.cdiv(n_seg, per_part), per_part
+    n_seg = _cdiv(T, cfg.SEG)
+    per_part = _cdiv(n_seg, max(1, min(cfg.parts, n_seg)))
+    return _cdiv(n_seg, per_part), per_part
 
 
 def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: bool = False
               ) -> tuple:
     Bsz, T, Dm = x.shape
     N = A.shape[1]
-    NP = triton.next_power_of_2(N)
-    cfg = pipe_tiles(Bsz, T, Dm, x.device)[1] if pipe else BWD_CONFIG
+    NP = _next_power_of_2(N)
+    device = x.device
+    cfg = _pipe_tiles_cached(Bsz, T, Dm, device)[1] if pipe else BWD_CONFIG
     if not pipe and cfg.RBT not in (None, cfg.BT):
         raise ValueError(f"selective_scan: BWD_CONFIG.RBT = {cfg.RBT} needs the chunk_pipe "
                          "layout (the chunk layout recomputes in chunks of BT)")
     # bfly: an asm instance takes that many of the BT·NP·BD / 32 elements a lane holds (fewer
     # for small N); a tile of fewer than 32 elements would replicate them over lanes. It is
     # inline PTX: on other devices (TRITON_INTERPRET) the sums take tl.sum, the same sums
-    cuda = x.device.type == "cuda"
+    cuda = device.type == "cuda"
     bfly = min(cfg.bfly, cfg.BT * NP * cfg.BD // 32) if cuda else 0
     if cuda and cfg.bfly and bfly < 1:
         raise ValueError("selective_scan: ScanConfig.bfly needs tiles of at least 32 elements "
                          f"(BT·NP·BD); got BT {cfg.BT}, NP {NP}, BD {cfg.BD}")
     parts, per_part = _time_parts(cfg, T)
     grads, dBC = _grad_buffers(x, dt, z, N)
-    grid = (triton.cdiv(Dm, cfg.BD), Bsz, parts)
+    grid = (_cdiv(Dm, cfg.BD), Bsz, parts)
     q = prod = hseg  # read only with parts > 1
     if parts > 1:
-        q, prod = _part_maps(Bsz, parts, Dm, N, x.device)
+        q, prod = _part_maps(Bsz, parts, Dm, N, device)
         ss_bwd_carry_kernel[grid](
             dt, A, C, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, num_warps=_warps(cfg, NP))
     scratch = torch.empty(grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP * cfg.BD,
-                          device=x.device, dtype=torch.float32)
+                          device=device, dtype=torch.float32)
     ss_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch, q, prod,
         T, Dm, N, lo, width, per_part,
@@ -364,11 +405,11 @@ class _SelectiveScanFn(torch.autograd.Function):
         else:
             dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
                 *args, pipe=ctx.layout == "chunk_pipe")
-        return (dx, ddt, dA.to(A.dtype), dB, dC,
-                None if D is None else dD.to(D.dtype),
+        return (dx, ddt, _cast(dA, A.dtype), dB, dC,
+                None if D is None else _cast(dD, D.dtype),
                 dz,
-                None if dt_bias is None else dbias.to(dt_bias.dtype),
-                None if ctx.h0_meta is None else dh0.to(ctx.h0_meta),
+                None if dt_bias is None else _cast(dbias, dt_bias.dtype),
+                None if ctx.h0_meta is None else _cast(dh0, ctx.h0_meta),
                 None, None)
 
 
