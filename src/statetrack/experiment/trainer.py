@@ -127,11 +127,12 @@ def _checkpoint_on_signal(run: Run) -> Iterator[Callable[[], None]]:
     """While the step loop runs, CHECKPOINT_SIGNAL sets ``run.checkpoint_requested``. Only the
     main thread may install a handler; elsewhere (or without the signal) nothing changes.
 
-    Yields ``rearm``, which installs the handler again: LLVM, inside Triton's compiler, puts
-    its own handlers on SIGUSR1 (and others) in the process that first compiles a kernel, so a
-    run whose model compiles Triton kernels during its first steps lost its handler (session
-    12 on the H200: the sLSTM runs caught SIGUSR1 and wrote no checkpoint). The step loop
-    rearms after the first step and at every log step."""
+    Yields ``rearm``, which installs the handler again. Something can take the signal over
+    during a step: on the H200 (session 12) the sLSTM runs, whose first steps compile Triton
+    kernels, had handlers on exactly the signals LLVM's crash handlers take (HUP, INT, QUIT,
+    USR1, USR2, TERM, XCPU, XFSZ, SYS), caught SIGUSR1 and wrote no checkpoint, while the
+    mLSTM runs beside them (no Triton compile) wrote theirs. The step loop rearms after the
+    first step and at every log step."""
     if CHECKPOINT_SIGNAL is None or threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
