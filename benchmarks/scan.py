@@ -201,12 +201,15 @@ def sweep_pipe() -> None:
     forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
     # Session 11's sweeps (logs/h200_scan_sweep_s11.log, _s11_call2.log) set the backward at
     # (4, 8, 1) with the recompute in chunks of RBT = 16 and the dB/dC butterfly at bfly = 4
-    # (8 and 32, bfly 1 and 2 lost). Against it: the reverse loop at 2 steps a chunk, which
-    # lost in session 10 when the recompute ran in its chunks too; with RBT it no longer
-    # does (offline at RBT 16: 230 registers, no spill, 31 shuffles against the default's 255
-    # registers, 24 B of spill, 56 shuffles)
-    backwards = [tile(4, 8, 1, bfly=4, rbt=16), tile(2, 8, 1, bfly=4, rbt=8),
-                 tile(2, 8, 1, bfly=4, rbt=16)]
+    # (8 and 32, bfly 1 and 2 lost); session 12's (logs/h200_scan_sweep_s12.log) found the
+    # reverse loop at 2 steps a chunk 26–33% slower. Against it now: register caps. At 255
+    # registers (offline) a multiprocessor holds 8 of its one-warp programs; a cap of 224 / 200
+    # / 168 fits 9 / 10 / 12, more to hide each program's serial latency, at the price of
+    # spills (offline, stores 24 / 104 / 204 / 396 B a thread; `kernel_resources.py
+    # selective_scan --kernels ss_pipe_bwd --grid BT=4 BD=8 BFLY=4 RBT=16 --warps 1 --maxnreg
+    # 255 224 200 168`); caps lost in session 10 on the backward before RBT and bfly
+    backwards = [tile(4, 8, 1, bfly=4, rbt=16), tile(4, 8, 1, cap=224, bfly=4, rbt=16),
+                 tile(4, 8, 1, cap=200, bfly=4, rbt=16), tile(4, 8, 1, cap=168, bfly=4, rbt=16)]
     pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
     for shape in SHAPES:
         set_layout("chunk")
