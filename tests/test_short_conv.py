@@ -42,3 +42,24 @@ def test_short_conv_in_pieces_equals_whole_and_keeps_the_dtype() -> None:
     assert torch.allclose(torch.cat([first, second], dim=1), whole, rtol=1e-12, atol=1e-12)
     half, _ = ShortConv(5, 4)(x.to(torch.bfloat16))
     assert half.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("wants", ["x", "params", "buffer"])
+def test_short_conv_gradients_of_any_subset_of_its_inputs(wants: str) -> None:
+    """The hand-written backward gives each input that needs a gradient the conv1d's, the
+    carried buffer included (a sequence resumed in pieces), and none to the others."""
+    torch.manual_seed(1)
+    conv = ShortConv(4, 3).double()
+    x = torch.randn(2, 7, 4, dtype=torch.float64, requires_grad=wants == "x")
+    buffer = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=wants == "buffer")
+    for p in conv.parameters():
+        p.requires_grad_(wants == "params")
+    y, _ = conv(x, buffer)
+    padded = torch.cat([buffer, x], 1).transpose(1, 2)  # the buffer is the past
+    ref = F.conv1d(padded, conv.conv.weight, conv.conv.bias, groups=4).transpose(1, 2)
+    assert torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+    inputs = {"x": [x], "buffer": [buffer], "params": list(conv.parameters())}[wants]
+    w = torch.randn_like(y)
+    for a, b in zip(torch.autograd.grad((y * w).sum(), inputs),
+                    torch.autograd.grad((ref * w).sum(), inputs), strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -42,6 +42,39 @@ def no_eig_range(mixer: str, eig_range: Any) -> None:
                          f"allowed: [0, 1], got {rng}")
 
 
+class _ConvTaps(torch.autograd.Function):
+    """``y = b + Σ_j w[:, j] ⊙ xa[:, j : j + T]`` (xa ``[B, T + K − 1, C]``, w ``[C, K]``, b
+    ``[C]``, all one dtype) with a hand-written backward: K in-place multiply-adds for dxa and
+    one product and sum each for dw and db. Left to autograd, each tap's backward takes a
+    multiply, a reduction and the slice's zero-fill, copy and accumulation (about 45 kernels a
+    convolution against 8: the training step is a few hundred small kernels)."""
+
+    @staticmethod
+    def forward(ctx, xa: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        T = xa.shape[1] - w.shape[1] + 1
+        y = torch.addcmul(b, xa[:, :T], w[:, 0])
+        for j in range(1, w.shape[1]):
+            y.addcmul_(xa[:, j:j + T], w[:, j])
+        ctx.save_for_backward(xa, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xa, w = ctx.saved_tensors
+        K = w.shape[1]
+        T = xa.shape[1] - K + 1
+        dxa = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dxa = xa.new_zeros(xa.shape)
+            for j in range(K):
+                dxa[:, j:j + T].addcmul_(dy, w[:, j])
+        if ctx.needs_input_grad[1]:  # the windows xa[b, t + j, c] as [B, T, C, K], no copy
+            dw = (dy.unsqueeze(-1) * xa.unfold(1, K, 1)).sum((0, 1))
+        if ctx.needs_input_grad[2]:
+            db = dy.sum((0, 1))
+        return dxa, dw, db
+
+
 class ShortConv(nn.Module):
     """Causal depthwise conv1d over time whose state is the last ``kernel − 1`` inputs.
 
@@ -50,8 +83,9 @@ class ShortConv(nn.Module):
 
     Computed as ``kernel`` shifted multiply-adds, at least in float32 (output in x's dtype),
     not with ``F.conv1d``: PyTorch's depthwise conv1d is slow on CUDA, its backward above all
-    (pytorch/pytorch#75747), while a few elementwise kernels cost next to nothing. The weights
-    stay in an ``nn.Conv1d`` (``[C, 1, kernel]`` and ``[C]``) so parameter names do not change.
+    (pytorch/pytorch#75747), while a few elementwise kernels cost next to nothing; the backward
+    is written out (``_ConvTaps``) so that it stays a few kernels too. The weights stay in an
+    ``nn.Conv1d`` (``[C, 1, kernel]`` and ``[C]``) so parameter names do not change.
     """
 
     def __init__(self, channels: int, kernel: int) -> None:
@@ -69,10 +103,8 @@ class ShortConv(nn.Module):
             buffer = x.new_zeros(B, K - 1, C)
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
-        xa, w = xx.to(acc), self.conv.weight[:, 0].to(acc)  # [B, T + K − 1, C], [C, K]
-        y = self.conv.bias.to(acc) + xa[:, :T] * w[:, 0]
-        for j in range(1, K):
-            y = torch.addcmul(y, xa[:, j:j + T], w[:, j])
+        w = self.conv.weight.view(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
+        y = _ConvTaps.apply(xx.to(acc), w, self.conv.bias.to(acc))
         return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
 
 
