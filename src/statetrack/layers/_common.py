@@ -103,7 +103,7 @@ class ShortConv(nn.Module):
             buffer = x.new_zeros(B, K - 1, C)
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
-        w = self.conv.weight.view(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
+        w = self.conv.weight.reshape(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
         y = _ConvTaps.apply(xx.to(acc), w, self.conv.bias.to(acc))
         return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
 
