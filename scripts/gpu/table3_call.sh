@@ -133,7 +133,8 @@ request_checkpoints() {
     catches_usr1 "$pid" && kill -USR1 "$pid" && n=$((n + 1))
   done
   sleep 5  # then each process's signal masks and command line: session 12's two sLSTM runs
-  # caught SIGUSR1 yet wrote no checkpoint (a CPU sLSTM run does); is it pending or blocked?
+  # caught SIGUSR1 yet wrote no checkpoint; nothing was pending or blocked, and their handlers
+  # were LLVM's set (statetrack.experiment.trainer._checkpoint_on_signal now rearms)
   for pid in $(pgrep -f "[s]tatetrack train"); do
     { echo "pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-200)"
       grep -E '^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|Threads):' "/proc/$pid/status"
