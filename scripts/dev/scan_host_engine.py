@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from statetrack.eig import EigRange
+from statetrack.ops.bench import timed
 from statetrack.ops.selective_scan import selective_scan
 from statetrack.ops.selective_scan import triton_impl as ti
 
@@ -21,24 +22,15 @@ from scan import make_inputs  # noqa: E402
 acc = defaultdict(float)
 
 
-def timed(name, fn):
-    def wrapper(*a, **k):
-        t0 = time.perf_counter()
-        out = fn(*a, **k)
-        acc[name] += time.perf_counter() - t0
-        return out
-    return wrapper
-
-
-ti._backward = timed("_backward", ti._backward)
-ti._forward = timed("_forward", ti._forward)
-ti._SelectiveScanFn.backward = staticmethod(timed("Fn.backward", ti._SelectiveScanFn.backward))
-ti._SelectiveScanFn.forward = staticmethod(timed("Fn.forward", ti._SelectiveScanFn.forward))
+ti._backward = timed(acc, "_backward", ti._backward)
+ti._forward = timed(acc, "_forward", ti._forward)
+ti._SelectiveScanFn.backward = staticmethod(timed(acc, "Fn.backward", ti._SelectiveScanFn.backward))
+ti._SelectiveScanFn.forward = staticmethod(timed(acc, "Fn.forward", ti._SelectiveScanFn.forward))
 ins = make_inputs((256, 40, 256, 16), True)
 x, dt, A, B, C, D, z, bias = ins
 eig = EigRange(-1.0, 1.0)
 dy = torch.randn_like(x)
-sel = timed("selective_scan", selective_scan)
+sel = timed(acc, "selective_scan", selective_scan)
 
 
 def step():

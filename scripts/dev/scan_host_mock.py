@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from statetrack.eig import EigRange
+from statetrack.ops.bench import timed
 from statetrack.ops.selective_scan import selective_scan
 from statetrack.ops.selective_scan import triton_impl as ti
 
@@ -89,22 +90,13 @@ def main() -> None:
     steps = [run(step) for _ in range(args.repeats)]
 
     acc: dict[str, float] = defaultdict(float)
-
-    def timed(name: str, fn: Callable) -> Callable:
-        def wrapper(*a: object, **k: object) -> object:
-            t0 = time.perf_counter()
-            out = fn(*a, **k)
-            acc[name] += time.perf_counter() - t0
-            return out
-        return wrapper
-
-    ti._forward = timed("_forward", ti._forward)
-    ti._backward = timed("_backward", ti._backward)
+    ti._forward = timed(acc, "_forward", ti._forward)
+    ti._backward = timed(acc, "_backward", ti._backward)
     Fn = ti._SelectiveScanFn
-    Fn.forward = staticmethod(timed("Fn.forward", Fn.forward))
-    Fn.backward = staticmethod(timed("Fn.backward", Fn.backward))
-    ti.selective_scan_triton = timed("selective_scan_triton", ti.selective_scan_triton)
-    sel = timed("selective_scan", selective_scan)
+    Fn.forward = staticmethod(timed(acc, "Fn.forward", Fn.forward))
+    Fn.backward = staticmethod(timed(acc, "Fn.backward", Fn.backward))
+    ti.selective_scan_triton = timed(acc, "selective_scan_triton", ti.selective_scan_triton)
+    sel = timed(acc, "selective_scan", selective_scan)
 
     def parts_step() -> None:
         y = sel(x, dt, A, B, C, D=D, z=z, dt_bias=bias, eig_range=eig, backend="triton")[0]

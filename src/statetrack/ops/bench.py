@@ -46,6 +46,19 @@ def host_ms(fn: Callable[[], object], n: int = 300, warmup: int = 20) -> tuple[f
     return 1e3 * (t1 - t0) / n, 1e3 * (t2 - t0) / n
 
 
+def timed(totals: dict[str, float], name: str, fn: Callable) -> Callable:
+    """``fn``, adding the seconds each call takes to ``totals[name]`` (a defaultdict(float)):
+    for host-time breakdowns that wrap the op's pieces in place (scripts/dev/scan_host_*)."""
+    import time
+
+    def wrapper(*args: object, **kwargs: object) -> object:
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        totals[name] += time.perf_counter() - t0
+        return out
+    return wrapper
+
+
 def graph_replay_ms(step: Callable[[], object], rep: int = 200) -> float:
     """Median device time of ``step`` captured once in a CUDA graph and replayed: the kernels'
     time without the host's launch work (the GPU benchmarks' ``graph_ms``). ``step`` must be
