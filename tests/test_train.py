@@ -86,14 +86,12 @@ def test_resume_reaches_the_same_weights_and_metrics_bitwise(
         assert whole[key] == resumed[key]
 
 
-@pytest.mark.skipif(trainer.CHECKPOINT_SIGNAL is None, reason="no SIGUSR1 on this platform")
-@pytest.mark.parametrize("taken_at", [0, 1])
-def test_a_handler_taken_over_during_training_is_put_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_at: int) -> None:
-    """A library that takes SIGUSR1 during a step (LLVM does, inside Triton's compiler, when a
-    process first compiles a kernel) does not keep it: the loop puts its handler back after
-    the first step and at each log step (done = 3), so a signal during step 5 still
-    checkpoints step 5 (without that, SIG_IGN here would drop it)."""
+def signal_then_cut(monkeypatch: pytest.MonkeyPatch, config, run_dir: Path,
+                    taken_at: int | None = None) -> None:
+    """Train ``config`` into run_dir, sending CHECKPOINT_SIGNAL to this process during step 5
+    (index 4) and interrupting at index 7; with ``taken_at``, SIG_IGN takes the signal over
+    after that step (a library taking it mid-run). Checks that the previous handler is back
+    once training has ended."""
     import os
     import signal
 
@@ -113,8 +111,19 @@ def test_a_handler_taken_over_during_training_is_put_back(
     with monkeypatch.context() as m:
         m.setattr(trainer, "_train_step", step)
         with pytest.raises(Interrupt):
-            train(tiny(), tmp_path / "cut", quiet=True)
+            train(config, run_dir, quiet=True)
     assert signal.getsignal(trainer.CHECKPOINT_SIGNAL) is before
+
+
+@pytest.mark.skipif(trainer.CHECKPOINT_SIGNAL is None, reason="no SIGUSR1 on this platform")
+@pytest.mark.parametrize("taken_at", [0, 1])
+def test_a_handler_taken_over_during_training_is_put_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, taken_at: int) -> None:
+    """A library that takes SIGUSR1 during a step (LLVM does, inside Triton's compiler, when a
+    process first compiles a kernel) does not keep it: the loop puts its handler back after
+    the first step and at each log step (done = 3), so a signal during step 5 still
+    checkpoints step 5 (without that, SIG_IGN here would drop it)."""
+    signal_then_cut(monkeypatch, tiny(), tmp_path / "cut", taken_at)
     assert json.loads((tmp_path / "cut/checkpoint/state.json").read_text())["step"] == 5
 
 
@@ -125,26 +134,9 @@ def test_a_signal_checkpoints_the_current_step_and_resuming_from_it_changes_noth
     log window's sums are mid-way) checkpoints step 5; a run cut at step 7 and resumed from it
     ends with the same weights, metrics and evaluation as one never cut. Once training is over
     the previous handler is back."""
-    import os
-    import signal
-
     config = tiny()
     whole = train(config, tmp_path / "whole", quiet=True)
-    original = trainer._train_step
-
-    def step(run, index, lr, params, sums):
-        if index == 4:
-            os.kill(os.getpid(), trainer.CHECKPOINT_SIGNAL)
-        if index == 7:
-            raise Interrupt
-        return original(run, index, lr, params, sums)
-
-    before = signal.getsignal(trainer.CHECKPOINT_SIGNAL)
-    with monkeypatch.context() as m:
-        m.setattr(trainer, "_train_step", step)
-        with pytest.raises(Interrupt):
-            train(config, tmp_path / "cut", quiet=True)
-    assert signal.getsignal(trainer.CHECKPOINT_SIGNAL) is before
+    signal_then_cut(monkeypatch, config, tmp_path / "cut")
     state = json.loads((tmp_path / "cut/checkpoint/state.json").read_text())
     assert state["step"] == 5 and state["log_sums"]["steps"] == 2  # steps 4 and 5 of window
     resumed = train(config, tmp_path / "cut", resume=True, quiet=True)
