@@ -139,6 +139,30 @@ def test_import_refuses_a_directory_without_the_runs_archive(tmp_path: Path) -> 
     assert (partial / "kept" / "summary.json").exists()
 
 
+def test_import_keeps_the_call_logs_under_the_tag(tmp_path: Path) -> None:
+    """--logs-tag keeps the call's log and the three logs the README cites from logs.tar.gz,
+    byte for byte under tagged names, and nothing else of the archive."""
+    call = fake_call(tmp_path)
+    (call / "call.log").write_text("[12:02:52] asked 8 runs for a checkpoint; 8 written\n")
+    logs = {"rates.txt": "aggregate 875\n", "gpu_util.log": "0, 100 %\n",
+            "usr1_status.log": "SigCgt:\t0000000100000202\n", "sweep_tail.log": "not kept\n"}
+    with tarfile.open(call / "logs.tar.gz", "w:gz") as tar:
+        for name, text in logs.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"logs/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    results = tmp_path / "results"
+    tool = load_import_tool()
+    assert tool.main([str(call), "--results", str(results), "--partial", str(tmp_path / "p"),
+                      "--logs-tag", "s13_call2"]) == 0
+    kept = {p.name: p.read_text() for p in (results / "logs").iterdir()}
+    assert kept == {"call_s13_call2.log": (call / "call.log").read_text(),
+                    "rates_s13_call2.txt": logs["rates.txt"],
+                    "gpu_util_s13_call2.log": logs["gpu_util.log"],
+                    "usr1_status_s13_call2.log": logs["usr1_status.log"]}
+
+
 def shell_function(script: str, name: str) -> str:
     """The text of one function of a bash script, from ``name() {`` to its closing ``}``."""
     text = (ROOT / script).read_text()

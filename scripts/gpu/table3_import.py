@@ -12,8 +12,9 @@ CALL_DIR holds the call's files (table3_runs.tar.gz, partial.tar.part*, logs.tar
    is finished by now, so the next call resumes exactly the unfinished runs. A finished run left
    out of `--results` would otherwise be trained again from step 0 by the next call (session 7
    lost two sLSTM runs' worth of GPU time that way);
-3. with `--logs-tag`, keeps the call's per-run rates and GPU trace as
-   `--results`/logs/{rates,gpu_util}_TAG.*.
+3. with `--logs-tag`, keeps the call's log, per-run rates, GPU trace and the training
+   processes' signal masks at the checkpoint request as
+   `--results`/logs/{call,rates,gpu_util,usr1_status}_TAG.*.
 
 It refuses (exit status 2) when CALL_DIR has no table3_runs.tar.gz, and it never overwrites a
 run that `--results` already has.
@@ -99,15 +100,22 @@ def merge_partial(call: Path, partial: Path, finished: set[str]) -> tuple[list[s
 
 
 def keep_logs(call: Path, results: Path, tag: str) -> list[Path]:
-    """Copy the call's rates.txt and gpu_util.log into results/logs, named with `tag`."""
-    wanted = {"logs/rates.txt": f"rates_{tag}.txt", "logs/gpu_util.log": f"gpu_util_{tag}.log"}
+    """Copy the call's call.log, and its rates.txt, gpu_util.log and usr1_status.log (from
+    logs.tar.gz), into results/logs, named with `tag`; what the call lacks is skipped."""
+    wanted = {"logs/rates.txt": f"rates_{tag}.txt", "logs/gpu_util.log": f"gpu_util_{tag}.log",
+              "logs/usr1_status.log": f"usr1_status_{tag}.log"}
+    logs = results / "logs"
     written = []
+    if (call / "call.log").exists():
+        logs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(call / "call.log", logs / f"call_{tag}.log")
+        written.append(logs / f"call_{tag}.log")
     if not (call / "logs.tar.gz").exists():
         return written
     with tarfile.open(call / "logs.tar.gz") as tar:
         for m in tar.getmembers():
             if m.name in wanted:
-                target = results / "logs" / wanted[m.name]
+                target = logs / wanted[m.name]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(tar.extractfile(m).read())
                 written.append(target)
