@@ -57,6 +57,7 @@ class TrainingSection:
     val_every: int = 1000  # 0: no periodic validation
     checkpoint_every: int = 1000  # 0: only at the end
     cuda_graphs: bool = True  # on CUDA, replay each padded length's step as a CUDA graph
+    compile: bool = False  # torch.compile the forward and loss (the ops stay outside the graphs)
 
 
 @dataclass

@@ -102,6 +102,9 @@ def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: tor
                              fused=device.type == "cuda", capturable=capturable)
 
 
+ForwardLoss = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class Run:
     """Everything the step loop touches."""
@@ -113,6 +116,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     device: torch.device
     quiet: bool
+    forward_loss: ForwardLoss  # see make_forward_loss
     batches: Batches | None = None
     graphed: GraphedStep | None = None  # the CUDA-graph step, when training.cuda_graphs applies
     checkpoint_requested: bool = False  # set by CHECKPOINT_SIGNAL, cleared by the checkpoint
@@ -178,7 +182,32 @@ def make_run(config: ExperimentConfig, run_dir: Path, *, quiet: bool = False,
     model.to(device)
     optimizer = make_optimizer(model, config, device,
                                capturable=uses_cuda_graphs(config, device))
-    return Run(config, run_dir, task, model, optimizer, device, quiet)
+    return Run(config, run_dir, task, model, optimizer, device, quiet,
+               make_forward_loss(model, config, device))
+
+
+def make_forward_loss(model: torch.nn.Module, config: ExperimentConfig,
+                      device: torch.device) -> ForwardLoss:
+    """``(tokens, target) → (logits, loss)`` of a training step: the forward pass (bf16
+    autocast where the precision says so), float32 logits and the cross-entropy at the
+    labelled positions. With ``training.compile`` it goes through ``torch.compile``, one
+    graph per padded batch shape (``dynamic=False``), broken around each op's call (see
+    ``statetrack.ops._common.opaque``): what it fuses is the projections' and norms'
+    elementwise work between the recurrences, and their backward. The first step of each
+    shape compiles, within the eager warm-up steps that precede a CUDA-graph capture."""
+    precision = config.training.precision
+
+    def forward_loss(tokens: torch.Tensor, target: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(device, precision):
+            logits, _ = model(tokens)
+        logits = logits.float()
+        loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=NO_LOSS)
+        return logits, loss
+
+    if config.training.compile:
+        return torch.compile(forward_loss)
+    return forward_loss
 
 
 def start_steps(run: Run, state: TrainState) -> tuple[list[torch.nn.Parameter],
@@ -264,10 +293,7 @@ def _step_body(run: Run, tokens: torch.Tensor, target: torch.Tensor,
                params: list[torch.nn.Parameter], sums: dict[str, torch.Tensor]) -> None:
     """Forward, loss, backward, AdamW and the log sums: no host sync (it may be captured)."""
     t = run.config.training
-    with autocast(run.device, t.precision):
-        logits, _ = run.model(tokens)
-    logits = logits.float()
-    loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=NO_LOSS)
+    logits, loss = run.forward_loss(tokens, target)
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if t.grad_clip is not None:

@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from statetrack.ops._common import opaque
+
 MAX_HEAD_DIM = 64
 
 
@@ -230,6 +232,7 @@ class _SLSTMRecurrence(torch.autograd.Function):
         return dwx, dr.sum(0), dy0, dc0, dn0, dm0
 
 
+@opaque  # torch.compile calls it as it is (see statetrack.ops._common.opaque)
 def slstm_recurrence_triton(
     wx: torch.Tensor, r: torch.Tensor,
     state: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,

@@ -1,14 +1,35 @@
-"""Argument checks and backend selection shared by the ops."""
+"""Argument checks, backend selection and the ops' face to torch.compile, shared by the ops."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+Op = TypeVar("Op", bound=Callable[..., Any])
+
+
+def opaque(op: Op) -> Op:
+    """``op`` as torch.compile sees it: one call, run eagerly between compiled graphs.
+
+    Dynamo would otherwise trace into the op's host logic (argument checks, tile tables, the
+    Triton launchers and their ``autograd.Function``), which it need not understand; the code
+    around the op is what compiling fuses. Outside a compile the call costs one flag check:
+    ``torch._disable_dynamo`` (torch's own lazy form of ``torch.compiler.disable``) imports
+    ``torch._dynamo``, a second of import time, only when a compiled graph first calls it."""
+    disabled = torch._disable_dynamo(op)
+
+    @functools.wraps(op)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if torch.compiler.is_compiling():
+            return disabled(*args, **kwargs)
+        return op(*args, **kwargs)
+
+    return call  # type: ignore[return-value]
 
 
 def check_tensor(

@@ -6,12 +6,19 @@ import warnings
 
 import torch
 
-from statetrack.ops._common import check_same_device, check_shape, check_tensor, resolve_backend
+from statetrack.ops._common import (
+    check_same_device,
+    check_shape,
+    check_tensor,
+    opaque,
+    resolve_backend,
+)
 from statetrack.ops.delta_rule.reference import delta_rule_reference
 
 __all__ = ["delta_rule", "delta_rule_reference"]
 
 
+@opaque
 def delta_rule(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from statetrack.ops._common import check_same_device, check_shape, resolve_backend
+from statetrack.ops._common import check_same_device, check_shape, opaque, resolve_backend
 from statetrack.ops._common import check_tensor as _check
 from statetrack.ops.linear_scan.reference import linear_scan_reference
 
 __all__ = ["linear_scan", "linear_scan_reference"]
 
 
+@opaque
 def linear_scan(
     a: torch.Tensor,
     b: torch.Tensor,

@@ -12,6 +12,7 @@ from statetrack.ops._common import (
     check_same_device,
     check_shape,
     check_tensor,
+    opaque,
     resolve_backend,
 )
 from statetrack.ops.selective_scan.reference import selective_scan_reference
@@ -21,6 +22,7 @@ __all__ = ["selective_scan", "selective_scan_reference"]
 _FLOATS = frozenset(FLOAT_DTYPES)
 
 
+@opaque
 def selective_scan(
     x: torch.Tensor,
     dt: torch.Tensor,

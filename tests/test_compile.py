@@ -1,0 +1,169 @@
+"""``training.compile``: torch.compile fuses the code around the ops and leaves the ops' own calls
+outside its graphs (``statetrack.ops._common.opaque``), and training through it is the same
+training as the eager loop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from repo_scripts import ROOT
+
+from statetrack.experiment import rundir
+from statetrack.experiment.config import ConfigError, validate
+from statetrack.experiment.trainer import train
+from statetrack.ops import delta_rule, linear_scan, selective_scan
+from statetrack.ops._common import opaque
+
+TIMING = ("steps_per_second", "seconds")
+TINY = {
+    "name": "tiny",
+    "task": {"name": "parity"},
+    "model": {"d_model": 16, "n_layers": 1, "mixer": "deltanet",
+              "mixer_options": {"num_heads": 2, "eig_range": [-1, 1]}},
+    "training": {"steps": 12, "batch_size": 8, "min_len": 3, "max_len": 12, "lr": 3e-3,
+                 "warmup_steps": 3, "log_every": 3, "checkpoint_every": 12, "val_every": 0,
+                 "device": "cpu", "seed": 1, "data_seed": 2},
+    "evaluation": {"min_len": 12, "max_len": 30, "n": 48, "batch_size": 16, "val_n": 8},
+}
+
+
+def tiny(mixer: str = "deltanet", options: dict | None = None, **training: object):
+    raw = json.loads(json.dumps(TINY))
+    if options is not None:
+        raw["model"].update(mixer=mixer, mixer_options=options)
+    raw["training"].update(training)
+    return validate(raw)
+
+
+def untimed(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rundir.read_metrics(run_dir)]
+
+
+def test_an_opaque_op_runs_eagerly_inside_a_compiled_function() -> None:
+    """The op's body is not traced (it sees no compile), its result and gradient are right,
+    and the compiled code around it still runs."""
+    seen: list[bool] = []
+
+    @opaque
+    def op(x: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.compiler.is_compiling())
+        return x.cumsum(1) * 2
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return (op(torch.sigmoid(x) * 3) + 1).square().sum()
+
+    x = torch.randn(3, 7, dtype=torch.float64, requires_grad=True)
+    (eager_grad,) = torch.autograd.grad(f(x), x)
+    seen.clear()
+    compiled = torch.compile(f, backend="aot_eager")  # no code generation: the tracing is tested
+    value = compiled(x)
+    (grad,) = torch.autograd.grad(value, x)
+    assert seen == [False]
+    assert value.item() == pytest.approx(f(x).item(), rel=1e-12)
+    torch.testing.assert_close(grad, eager_grad, rtol=1e-12, atol=1e-12)
+
+
+def op_cases() -> dict[str, tuple]:
+    """Per op: a function of float64 leaves through the op, and the leaves."""
+    g = torch.Generator().manual_seed(0)
+    B, T, H, K = 2, 9, 2, 4
+    rand = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    q, k, v = rand(B, T, H, K), rand(B, T, H, K), rand(B, T, H, K)
+    beta = torch.rand(B, T, H, generator=g, dtype=torch.float64)
+    Dm, N = 3, 4
+    x, dt, z = rand(B, T, Dm), rand(B, T, Dm), rand(B, T, Dm)
+    A, Bm, C, D = -rand(Dm, N).abs(), rand(B, T, N), rand(B, T, N), rand(Dm)
+    a, b = torch.rand(B, T, 5, generator=g, dtype=torch.float64) * 2 - 1, rand(B, T, 5)
+
+    def deltanet(q, k, v, beta):  # noqa: ANN001, ANN202
+        k = torch.nn.functional.normalize(torch.nn.functional.silu(k), dim=-1)
+        o, S = delta_rule(q * 0.5, k, torch.tanh(v), beta * 2, output_final_state=True)
+        return (o.square().sum() + S.sum()) * 3
+
+    def mamba(x, dt, z, A, Bm, C, D):  # noqa: ANN001, ANN202
+        y, h = selective_scan(torch.nn.functional.silu(x), dt, A, Bm, C, D=D, z=z,
+                              eig_range=(-1, 1), output_final_state=True)
+        return y.square().sum() + h.sum()
+
+    def scan(a, b):  # noqa: ANN001, ANN202
+        h, last = linear_scan(torch.tanh(a), b * 2)
+        return (h.exp() + 1).sum() + last.sum()
+
+    return {"delta_rule": (deltanet, [q, k, v, beta]),
+            "selective_scan": (mamba, [x, dt, z, A, Bm, C, D]),
+            "linear_scan": (scan, [a, b])}
+
+
+@pytest.mark.parametrize("name", ["delta_rule", "selective_scan", "linear_scan"])
+def test_each_op_under_compile_equals_eager_in_float64(name: str) -> None:
+    """Through torch.compile's tracing and autograd split (``aot_eager``: inductor's code
+    generation is left to the training test below), value and every input gradient match the
+    eager function to 1e-10 in float64: the op runs whole, its backward included."""
+    f, leaves = op_cases()[name]
+    leaves = [t.clone().requires_grad_() for t in leaves]
+    eager_value = f(*leaves)
+    eager_grads = torch.autograd.grad(eager_value, leaves)
+    value = torch.compile(f, backend="aot_eager")(*leaves)
+    grads = torch.autograd.grad(value, leaves)
+    assert value.item() == pytest.approx(eager_value.item(), rel=1e-10)
+    for got, want in zip(grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_eager_op_calls_do_not_import_dynamo() -> None:
+    """``opaque`` costs eager callers no import of torch._dynamo (about a second)."""
+    code = ("import sys, torch\n"
+            "from statetrack.ops import delta_rule\n"
+            "x = torch.randn(1, 3, 1, 4)\n"
+            "delta_rule(x, x, x, torch.rand(1, 3, 1))\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={"PYTHONPATH": str(ROOT / "src")}).stdout
+    assert out.strip() == "False"
+
+
+def test_compile_must_be_true_or_false() -> None:
+    raw = json.loads(json.dumps(TINY))
+    raw["training"]["compile"] = "yes"
+    with pytest.raises(ConfigError, match="training.compile"):
+        validate(raw)
+
+
+def test_compiled_training_equals_eager_training(tmp_path: Path) -> None:
+    """12 steps of DeltaNet [−1, 1] with ``training.compile`` log the same losses and
+    accuracies as the eager loop (fused float32 may round differently), and the run's config
+    records the setting."""
+    train(tiny(), tmp_path / "eager", quiet=True)
+    compiled = train(tiny(compile=True), tmp_path / "compiled", quiet=True)
+    a, b = untimed(tmp_path / "eager"), untimed(tmp_path / "compiled")
+    assert [sorted(r) for r in a] == [sorted(r) for r in b]
+    for r, s in zip(a, b, strict=True):
+        for key in ("loss", "accuracy"):
+            assert s[key] == pytest.approx(r[key], rel=1e-5, abs=1e-6), (r["step"], key)
+    assert "compile: true" in (tmp_path / "compiled" / "config.yaml").read_text()
+    assert compiled["steps"] == 12
+
+
+GPU_MIXERS = [("deltanet", {"num_heads": 2, "eig_range": [-1, 1]}),
+              ("mamba", {"eig_range": [-1, 1]})]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("mixer", "options"), GPU_MIXERS)
+def test_compiled_graphed_training_equals_eager_on_the_gpu(
+        mixer: str, options: dict, tmp_path: Path) -> None:
+    """On CUDA with the Triton ops and CUDA graphs: compiled training follows the eager
+    loop's losses, in float32."""
+    settings = {"device": "cuda", "precision": "fp32", "steps": 24}
+    train(tiny(mixer, options, cuda_graphs=False, **settings), tmp_path / "eager", quiet=True)
+    train(tiny(mixer, options, compile=True, **settings), tmp_path / "compiled", quiet=True)
+    a, b = untimed(tmp_path / "eager"), untimed(tmp_path / "compiled")
+    assert len(a) == len(b) == 8
+    for r, s in zip(a, b, strict=True):
+        assert s["loss"] == pytest.approx(r["loss"], rel=1e-4, abs=1e-5), r["step"]
