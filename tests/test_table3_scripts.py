@@ -164,9 +164,13 @@ def test_import_keeps_the_call_logs_under_the_tag(tmp_path: Path) -> None:
 
 
 def shell_function(script: str, name: str) -> str:
-    """The text of one function of a bash script, from ``name() {`` to its closing ``}``."""
+    """The text of one function of a bash script, from ``name() {`` to its closing ``}`` (the
+    end of its first line, for a one-line function)."""
     text = (ROOT / script).read_text()
     start = text.index(f"\n{name}() {{") + 1
+    line = text[start:text.index("\n", start) + 1]
+    if line.rstrip().endswith("}"):
+        return line
     return text[start:text.index("\n}\n", start) + 3]
 
 
@@ -187,3 +191,84 @@ def test_only_processes_with_a_sigusr1_handler_are_asked_for_a_checkpoint() -> N
             proc.kill()
             proc.wait()
     assert subprocess.run(["bash", "-c", f"{check}\ncatches_usr1 999999999"]).returncode != 0
+
+
+def concurrent_json(path: Path, rates: dict[str, dict[int, float]]) -> Path:
+    """A benchmarks/train_step.py --out file: a step record, then one concurrent record per K."""
+    records: list[dict] = [{"op": "train_step", "model": "deltanet_neg", "ms": 2.85}]
+    for model, by_k in rates.items():
+        records += [{"op": "train_step_concurrent", "model": model, "k": k,
+                     "total_steps_per_s": total, "steps_per_s": [total / k] * k}
+                    for k, total in by_k.items()]
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_compile_pays_compares_the_largest_packing_against_each_models_need(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The ratio is taken at the largest K (one copy alone says nothing about packed runs),
+    each model must reach its own need, and a missing record decides nothing (exit 2)."""
+    tool = load_script("scripts/gpu/compile_pays.py")
+    off = concurrent_json(tmp_path / "off.json", {"deltanet_neg": {1: 330.0, 8: 440.0},
+                                                  "mamba_neg": {8: 1100.0}})
+    on = concurrent_json(tmp_path / "on.json", {"deltanet_neg": {1: 300.0, 8: 500.0},
+                                                "mamba_neg": {8: 1050.0}})
+    assert tool.main([str(off), str(on)]) == 0  # 500 / 440 = 1.14 >= 1.1, the default need
+    assert "ratio 1.14" in capsys.readouterr().out
+    assert tool.main([str(off), str(on), "--need", "deltanet_neg=1.2"]) == 1
+    assert tool.main([str(off), str(on), "--need", "deltanet_neg=1.1",
+                      "--need", "mamba_neg=1.0"]) == 1  # 1050 < 1100
+    assert tool.main([str(off), str(on), "--need", "mlstm=1.0"]) == 2
+    short = concurrent_json(tmp_path / "short.json", {"deltanet_neg": {1: 300.0}})
+    assert tool.main([str(off), str(short)]) == 2  # K = 1 against K = 8
+    (tmp_path / "cut.json").write_text('[{"op": "train_step_concurrent", "model"')
+    assert tool.main([str(off), str(tmp_path / "cut.json")]) == 2
+    with pytest.raises(SystemExit):
+        tool.main([str(off), str(on), "--need", "deltanet_neg"])
+
+
+FAKE_PYTHON = """#!/bin/bash
+# stands in for python3 on the device: the GPU tests pass unless TESTS_FAIL is set, the step
+# benchmark writes its --out file (DeltaNet 440 steps/s packed, ON_RATE with --set), and
+# everything else runs on the real interpreter
+case "$*" in
+  *"-m pytest"*) echo "2 passed in 9.0s"; [ -z "${TESTS_FAIL:-}" ] ;;
+  *train_step.py*)
+    rate=440; out=
+    while [ $# -gt 0 ]; do
+      [ "$1" = --set ] && rate=$ON_RATE
+      [ "$1" = --out ] && out=$2
+      shift
+    done
+    printf '[{"op": "train_step_concurrent", "model": "deltanet_neg", "k": 8,
+      "total_steps_per_s": %s}, {"op": "train_step_concurrent", "model": "mamba_neg", "k": 8,
+      "total_steps_per_s": 1100}]' "$rate" >"$out" ;;
+  *) exec "$REAL_PYTHON" "$@" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(("compile_mode", "on_rate", "tests_fail", "expected"), [
+    ("off", 600, "", 1), ("on", 100, "", 0), ("auto", 500, "", 0), ("auto", 470, "", 1),
+    ("auto", 600, "1", 1)])
+def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
+        tmp_path: Path, compile_mode: str, on_rate: int, tests_fail: str, expected: int) -> None:
+    """table3_call.sh's compile_check: never with COMPILE=off, always with on; with auto only
+    when the compile GPU tests pass and compiled DeltaNet makes >= 1.1x the packed steps."""
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
+                        for name in ("log", "compile_check"))
+    script = f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"\n{functions}compile_check'
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "REAL_PYTHON": sys.executable,
+           "COMPILE": compile_mode, "ON_RATE": str(on_rate), "TESTS_FAIL": tests_fail}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == expected, done.stdout + done.stderr
+    log = (tmp_path / "out" / "call.log").read_text() if compile_mode != "off" else ""
+    if compile_mode == "auto" and not tests_fail:
+        assert f"ratio {on_rate / 440:.2f}" in log
+    if tests_fail:
+        assert "compile GPU tests FAILED" in log

@@ -7,7 +7,10 @@
 #    PRETEST the GPU tests `run` passes before it starts the sweep; empty: none;
 #    MPS=1 starts NVIDIA's Multi-Process Service first, so the runs' kernels share the GPU's SMs
 #    at once instead of taking turns; it falls back to plain processes when MPS does not start;
-#    MPS=sweep leaves it to `statetrack sweep --mps` instead, which stops the sweep if MPS fails)
+#    MPS=sweep leaves it to `statetrack sweep --mps` instead, which stops the sweep if MPS fails;
+#    COMPILE=auto gives the runs a new sweep starts `training.compile` if its GPU tests pass and
+#    it pays (compile_check), COMPILE=on without the check, off (default) never; resumed runs
+#    keep the setting in their own config.yaml)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -70,6 +73,36 @@ pretest() {
   local rc=$?
   log "pre-tests ($tests): $(grep . "$L/pretest.log" | tail -n 1)"
   return $rc
+}
+
+compile_check() {
+  # Whether the runs this call starts get training.compile: tests/test_compile.py's GPU tests,
+  # then 8 packed copies of DeltaNet [-1, 1] and Mamba [-1, 1] steps without and with it
+  # (benchmarks/train_step.py); compiled DeltaNet must make >= 1.1x the steps, Mamba not fewer.
+  case "${COMPILE:-off}" in
+    on) log "COMPILE=on: new runs get training.compile=true"; return 0 ;;
+    auto) ;;
+    *) return 1 ;;
+  esac
+  export PYTHONPATH=$PWD/src
+  if ! timeout 300 python3 -m pytest tests/test_compile.py -m gpu -q -p no:cacheprovider \
+      >"$L/compile_tests.log" 2>&1; then
+    log "compile GPU tests FAILED ($L/compile_tests.log): new runs stay uncompiled"; return 1
+  fi
+  log "compile GPU tests: $(grep . "$L/compile_tests.log" | tail -n 1)"
+  local mode set
+  for mode in off on; do
+    set=(); [ "$mode" = on ] && set=(--set training.compile=true)
+    timeout 300 python3 benchmarks/train_step.py --models deltanet_neg mamba_neg --warmup 10 \
+      --steps 30 --concurrent 8 --mps --seconds 8 "${set[@]}" --out "$L/compile_$mode.json" \
+      >"$L/compile_$mode.txt" 2>&1
+  done
+  python3 scripts/gpu/compile_pays.py "$L/compile_off.json" "$L/compile_on.json" \
+    --need deltanet_neg=1.1 --need mamba_neg=1.0 2>&1 | tee -a "$OUT/call.log"
+  local pays=${PIPESTATUS[0]}
+  if [ "$pays" = 0 ]; then log "new runs get training.compile=true"
+  else log "new runs stay uncompiled (compile_pays exit $pays)"; fi
+  return "$pays"
 }
 
 start_mps() {
@@ -192,7 +225,9 @@ case "$phase" in
     sweep_alive || start_sweep "${extra[@]}" ;;
   run)
     if sweep_alive; then log "the sweep is running; following it"
-    elif pretest; then start_sweep
+    elif pretest; then
+      extra=(); compile_check && extra=(--set training.compile=true)
+      start_sweep "${extra[@]}"
     else log "pre-tests FAILED ($L/pretest.log): the sweep is not started"; fi ;;
   *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
 esac
