@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="--concurrent: seconds each copy steps, timed (default 15)")
     parser.add_argument("--mps", action="store_true",
                         help="--concurrent: through NVIDIA's Multi-Process Service")
+    parser.add_argument("--only-concurrent", action="store_true",
+                        help="skip the table of one step alone (and --profile): only --concurrent")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="SECTION.KEY=VALUE",
                         help="override a value of each config (repeatable)")
@@ -209,10 +211,25 @@ def main(argv: list[str] | None = None) -> int:
     if any(k < 1 for k in args.concurrent) or args.seconds <= 0:
         parser.error(f"--concurrent needs counts >= 1 and --seconds > 0, got {args.concurrent}, "
                      f"{args.seconds}")
-    if args.mps and not args.concurrent:
-        parser.error("--mps applies to --concurrent only")
+    if (args.mps or args.only_concurrent) and not args.concurrent:
+        parser.error("--mps and --only-concurrent apply to --concurrent only")
     where = (torch.cuda.get_device_name() if args.device == "cuda"
              else f"cpu ({torch.get_num_threads()} threads)")
+    records: list[dict] = []
+    if not args.only_concurrent:
+        records += report_alone(args, where)
+    if args.concurrent:
+        records += report_concurrent(args, where)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(records, indent=1) + "\n")
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def report_alone(args: argparse.Namespace, where: str) -> list[dict]:
+    """The table of one step alone (eager, and from CUDA graphs on a GPU) per model, then the
+    --profile lists, and their records."""
     modes = [("eager", False), ("graphs", True)] if args.device == "cuda" else [("eager", False)]
     records: list[dict] = []
     print(f"training step, parity configs, {where}")
@@ -240,13 +257,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.profile} by time per step")
         for key, ms_per_step, calls in kernels:
             print(f"  {ms_per_step:8.3f} ms  {calls:6.1f}×  {key[:110]}")
-    if args.concurrent:
-        records += report_concurrent(args, where)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(records, indent=1) + "\n")
-        print(f"\nwrote {args.out}")
-    return 0
+    return records
 
 
 def report_concurrent(args: argparse.Namespace, where: str) -> list[dict]:

@@ -36,3 +36,18 @@ def test_a_copy_that_fails_is_an_error_that_shows_why() -> None:
     with pytest.raises(RuntimeError, match="batch_size"):
         bench.concurrent("mamba_neg", "cpu", 2, 1, 0.5, ["training.batch_size=0"], {},
                          timeout=120)
+
+
+def test_only_concurrent_skips_the_table_of_one_step_alone(tmp_path: Path) -> None:
+    """--only-concurrent writes the --concurrent records and no one-step timings, and is a
+    usage error without --concurrent."""
+    bench = load_script("benchmarks/train_step.py")
+    out = tmp_path / "records.json"
+    args = ["--models", "mamba_neg", "--device", "cpu", "--warmup", "1", "--concurrent", "1",
+            "--seconds", "0.5", "--only-concurrent", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    assert bench.main(args) == 0
+    assert [r["op"] for r in json.loads(out.read_text())] == ["train_step_concurrent"]
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "mamba_neg", "--device", "cpu", "--only-concurrent"])
