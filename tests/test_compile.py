@@ -167,6 +167,22 @@ def test_compiled_training_equals_eager_training(tmp_path: Path) -> None:
     assert compiled["steps"] == 12
 
 
+def test_a_compiled_run_resumes_to_the_same_weights_bitwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cut after its checkpoint at step 4 and resumed, a compiled run ends with bitwise the
+    weights and metrics of the same run trained whole."""
+    from test_train import Interrupt, assert_same_run, stop_at
+
+    config = tiny(compile=True, checkpoint_every=4)
+    train_compiled(config, tmp_path / "whole")
+    with monkeypatch.context() as m:
+        stop_at(m, 6)
+        with pytest.raises(Interrupt):
+            train(config, tmp_path / "cut", quiet=True)
+    train(config, tmp_path / "cut", resume=True, quiet=True)
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
 GPU_MIXERS = [("deltanet", {"num_heads": 2, "eig_range": [-1, 1]}),
               ("mamba", {"eig_range": [-1, 1]})]
 
