@@ -190,11 +190,12 @@ def make_forward_loss(model: torch.nn.Module, config: ExperimentConfig,
                       device: torch.device) -> ForwardLoss:
     """``(tokens, target) → (logits, loss)`` of a training step: the forward pass (bf16
     autocast where the precision says so), float32 logits and the cross-entropy at the
-    labelled positions. With ``training.compile`` it goes through ``torch.compile``, one
-    graph per padded batch shape (``dynamic=False``), broken around each op's call (see
-    ``statetrack.ops._common.opaque``): what it fuses is the projections' and norms'
-    elementwise work between the recurrences, and their backward. The first step of each
-    shape compiles, within the eager warm-up steps that precede a CUDA-graph capture."""
+    labelled positions. With ``training.compile`` it goes through ``torch.compile``, broken
+    around each op's call (see ``statetrack.ops._common.opaque``): what it fuses is the
+    projections', convolutions' and norms' elementwise work between the recurrences, and its
+    backward. The first batch shape compiles static code; a second padded length recompiles
+    with the length dynamic, which then serves every later one (dynamo's default). Compiling
+    happens in the eager warm-up steps that precede a shape's CUDA-graph capture."""
     precision = config.training.precision
 
     def forward_loss(tokens: torch.Tensor, target: torch.Tensor
