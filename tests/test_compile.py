@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from repo_scripts import ROOT
+from test_train import TINY, Interrupt, assert_same_run, stop_at
 
 from statetrack.experiment import rundir
 from statetrack.experiment.config import ConfigError, validate
@@ -20,20 +21,13 @@ from statetrack.ops import delta_rule, linear_scan, selective_scan
 from statetrack.ops._common import opaque
 
 TIMING = ("steps_per_second", "seconds")
-TINY = {
-    "name": "tiny",
-    "task": {"name": "parity"},
-    "model": {"d_model": 16, "n_layers": 1, "mixer": "deltanet",
-              "mixer_options": {"num_heads": 2, "eig_range": [-1, 1]}},
-    "training": {"steps": 12, "batch_size": 8, "min_len": 3, "max_len": 12, "lr": 3e-3,
-                 "warmup_steps": 3, "log_every": 3, "checkpoint_every": 12, "val_every": 0,
-                 "device": "cpu", "seed": 1, "data_seed": 2},
-    "evaluation": {"min_len": 12, "max_len": 30, "n": 48, "batch_size": 16, "val_n": 8},
-}
+# test_train's tiny DeltaNet run, checkpointed only at its end and never validated
+COMPILE_TRAINING = {"checkpoint_every": 12, "val_every": 0}
 
 
 def tiny(mixer: str = "deltanet", options: dict | None = None, **training: object):
     raw = json.loads(json.dumps(TINY))
+    raw["training"].update(COMPILE_TRAINING)
     if options is not None:
         raw["model"].update(mixer=mixer, mixer_options=options)
     raw["training"].update(training)
@@ -171,8 +165,6 @@ def test_a_compiled_run_resumes_to_the_same_weights_bitwise(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Cut after its checkpoint at step 4 and resumed, a compiled run ends with bitwise the
     weights and metrics of the same run trained whole."""
-    from test_train import Interrupt, assert_same_run, stop_at
-
     config = tiny(compile=True, checkpoint_every=4)
     train_compiled(config, tmp_path / "whole")
     with monkeypatch.context() as m:
