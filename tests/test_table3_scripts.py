@@ -229,12 +229,12 @@ def test_compile_pays_compares_the_largest_packing_against_each_models_need(
 
 FAKE_PYTHON = """#!/bin/bash
 # stands in for python3 on the device: the GPU tests pass unless TESTS_FAIL is set, the step
-# benchmark writes its --out file (DeltaNet 440 steps/s packed, ON_RATE with --set), and
-# everything else runs on the real interpreter
+# benchmark writes its --out file (DeltaNet 440 steps/s packed, ON_RATE with --set) after
+# SLOW seconds, and everything else runs on the real interpreter
 case "$*" in
   *"-m pytest"*) echo "2 passed in 9.0s"; [ -z "${TESTS_FAIL:-}" ] ;;
   *train_step.py*)
-    rate=440; out=
+    sleep "${SLOW:-0}"; rate=440; out=
     while [ $# -gt 0 ]; do
       [ "$1" = --set ] && rate=$ON_RATE
       [ "$1" = --out ] && out=$2
@@ -248,27 +248,35 @@ esac
 """
 
 
-@pytest.mark.parametrize(("compile_mode", "on_rate", "tests_fail", "expected"), [
-    ("off", 600, "", 1), ("on", 100, "", 0), ("auto", 500, "", 0), ("auto", 470, "", 1),
-    ("auto", 600, "1", 1)])
+@pytest.mark.parametrize(("compile_mode", "on_rate", "tests_fail", "slow", "expected"), [
+    ("off", 600, "", 0, 1), ("on", 100, "", 0, 0), ("auto", 500, "", 0, 0),
+    ("auto", 470, "", 0, 1), ("auto", 600, "1", 0, 1), ("auto", 600, "", 5, 1)])
 def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
-        tmp_path: Path, compile_mode: str, on_rate: int, tests_fail: str, expected: int) -> None:
+        tmp_path: Path, compile_mode: str, on_rate: int, tests_fail: str, slow: int,
+        expected: int) -> None:
     """table3_call.sh's compile_check: never with COMPILE=off, always with on; with auto only
-    when the compile GPU tests pass and compiled DeltaNet makes >= 1.1x the packed steps."""
+    when the compile GPU tests pass and compiled DeltaNet makes >= 1.1x the packed steps. A
+    benchmark still running at the call's deadline (here already past: 1 s allowed, 5 s
+    taken) is cut short and decides nothing."""
     fake = tmp_path / "bin" / "python3"
     fake.parent.mkdir()
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
-                        for name in ("log", "compile_check"))
-    script = f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"\n{functions}compile_check'
+                        for name in ("log", "stage_seconds", "compile_check"))
+    deadline = "$(date +%s)" if slow else "$(( $(date +%s) + 3600 ))"
+    script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; deadline={deadline}\n'
+              f"{functions}compile_check")
     env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "REAL_PYTHON": sys.executable,
-           "COMPILE": compile_mode, "ON_RATE": str(on_rate), "TESTS_FAIL": tests_fail}
+           "COMPILE": compile_mode, "ON_RATE": str(on_rate), "TESTS_FAIL": tests_fail,
+           "SLOW": str(slow)}
     done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
                           text=True)
     assert done.returncode == expected, done.stdout + done.stderr
     log = (tmp_path / "out" / "call.log").read_text() if compile_mode != "off" else ""
-    if compile_mode == "auto" and not tests_fail:
+    if compile_mode == "auto" and not tests_fail and not slow:
         assert f"ratio {on_rate / 440:.2f}" in log
+    if slow:
+        assert "stay uncompiled (compile_pays exit 2)" in log
     if tests_fail:
         assert "compile GPU tests FAILED" in log
