@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
+from torch._compile import _disable_dynamo  # torch's lazy torch.compiler.disable
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -19,9 +20,10 @@ def opaque(op: Op) -> Op:
     Dynamo would otherwise trace into the op's host logic (argument checks, tile tables, the
     Triton launchers and their ``autograd.Function``), which it need not understand; the code
     around the op is what compiling fuses. Outside a compile the call costs one flag check:
-    ``torch._disable_dynamo`` (torch's own lazy form of ``torch.compiler.disable``) imports
-    ``torch._dynamo``, a second of import time, only when a compiled graph first calls it."""
-    disabled = torch._disable_dynamo(op)
+    ``torch._compile._disable_dynamo`` (torch's own lazy form of ``torch.compiler.disable``,
+    a private API) imports ``torch._dynamo``, a second of import time, only when a compiled
+    graph first calls it."""
+    disabled = _disable_dynamo(op)
 
     @functools.wraps(op)
     def call(*args: Any, **kwargs: Any) -> Any:
