@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import torch
-from torch._compile import _disable_dynamo  # torch's lazy torch.compiler.disable
 
 BACKENDS = ("auto", "reference", "torch", "triton")
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -23,7 +22,12 @@ def opaque(op: Op) -> Op:
     ``torch._compile._disable_dynamo`` (torch's own lazy form of ``torch.compiler.disable``,
     a private API) imports ``torch._dynamo``, a second of import time, only when a compiled
     graph first calls it."""
-    disabled = _disable_dynamo(op)
+    try:
+        from torch._compile import _disable_dynamo
+    except ImportError:  # a torch without it: the public form, which imports torch._dynamo now
+        disabled = torch.compiler.disable(op)
+    else:
+        disabled = _disable_dynamo(op)
 
     @functools.wraps(op)
     def call(*args: Any, **kwargs: Any) -> Any:
