@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from repo_scripts import ROOT
-from test_train import TINY, Interrupt, assert_same_run, stop_at
+from test_train import TINY, Interrupt, assert_same_run, stop_at, untimed
 
 from statetrack.experiment import rundir
 from statetrack.experiment.config import ConfigError, validate
@@ -20,7 +20,6 @@ from statetrack.experiment.trainer import train
 from statetrack.ops import delta_rule, linear_scan, selective_scan
 from statetrack.ops._common import opaque
 
-TIMING = ("steps_per_second", "seconds")
 # test_train's tiny DeltaNet run, checkpointed only at its end and never validated
 COMPILE_TRAINING = {"checkpoint_every": 12, "val_every": 0}
 
@@ -52,8 +51,9 @@ def train_compiled(config, run_dir: Path) -> dict:  # noqa: ANN001 (an Experimen
     return summary
 
 
-def untimed(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in rundir.read_metrics(run_dir)]
+def logged(run_dir: Path) -> list[dict]:
+    """The run's metrics records without their timing fields (test_train's ``untimed``)."""
+    return untimed(rundir.read_metrics(run_dir))
 
 
 def test_an_opaque_op_runs_eagerly_inside_a_compiled_function() -> None:
@@ -152,7 +152,7 @@ def test_compiled_training_equals_eager_training(tmp_path: Path) -> None:
     records the setting."""
     train(tiny(), tmp_path / "eager", quiet=True)
     compiled = train_compiled(tiny(compile=True), tmp_path / "compiled")
-    a, b = untimed(tmp_path / "eager"), untimed(tmp_path / "compiled")
+    a, b = logged(tmp_path / "eager"), logged(tmp_path / "compiled")
     assert [sorted(r) for r in a] == [sorted(r) for r in b]
     for r, s in zip(a, b, strict=True):
         for key in ("loss", "accuracy"):
@@ -189,7 +189,7 @@ def test_compiled_graphed_training_equals_eager_on_the_gpu(
     settings = {"device": "cuda", "precision": "fp32", "steps": 24}
     train(tiny(mixer, options, cuda_graphs=False, **settings), tmp_path / "eager", quiet=True)
     train_compiled(tiny(mixer, options, compile=True, **settings), tmp_path / "compiled")
-    a, b = untimed(tmp_path / "eager"), untimed(tmp_path / "compiled")
+    a, b = logged(tmp_path / "eager"), logged(tmp_path / "compiled")
     assert len(a) == len(b) == 8
     for r, s in zip(a, b, strict=True):
         assert s["loss"] == pytest.approx(r["loss"], rel=1e-4, abs=1e-5), r["step"]

@@ -28,8 +28,6 @@ def host_ms(fn: Callable[[], object], n: int = 300, warmup: int = 20) -> tuple[f
     """Milliseconds per call of ``fn`` called n times in a row, after ``warmup`` calls: (the
     host's time to issue the calls, the time until a CUDA device, if any, has run them too).
     Where the two agree, the host's launch work sets the eager time."""
-    import time
-
     def sync() -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -49,8 +47,6 @@ def host_ms(fn: Callable[[], object], n: int = 300, warmup: int = 20) -> tuple[f
 def timed(totals: dict[str, float], name: str, fn: Callable) -> Callable:
     """``fn``, adding the seconds each call takes to ``totals[name]`` (a defaultdict(float)):
     for host-time breakdowns that wrap the op's pieces in place (scripts/dev/scan_host_*)."""
-    import time
-
     def wrapper(*args: object, **kwargs: object) -> object:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
