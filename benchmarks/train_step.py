@@ -242,7 +242,7 @@ def report_alone(args: argparse.Namespace, where: str) -> list[dict]:
         for mode, value in ms.items():
             records.append({"op": "train_step", "model": name, "config": f"parity/{name}.yaml",
                             "mode": mode, "ms": value, "steps_per_s": 1e3 / value,
-                            "device": where})
+                            "overrides": args.overrides, "device": where})
         ratio = f"{ms['graphs'] / ms['eager']:.2f}" if "graphs" in ms else "—"
         cells = " | ".join(f"{v:.2f} ({1e3 / v:.0f})" for v in ms.values())
         print(f"| {name} | {cells} | {ratio} |", flush=True)

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,37 @@ def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
         assert "stay uncompiled (compile_pays exit 2)" in log
     if tests_fail:
         assert "compile GPU tests FAILED" in log
+
+
+def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path) -> None:
+    """LANES='GPUS:K:PATTERN,...;...': start_sweep launches one detached sweep per lane, on the
+    lane's GPUs, with its --per-gpu and each pattern as --only and --first in the lane's order
+    (a stand-in python3 records each launch)."""
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    record = tmp_path / "launches.txt"
+    fake.write_text('#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n')
+    fake.chmod(0o755)
+    functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
+                        for name in ("log", "start_sweep", "start_lanes", "launch_sweep"))
+    script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={tmp_path}/work\n'
+              f"PER_GPU=8; FIRST=(--first 'parity/*')\n{functions}start_sweep --set x.y=1")
+    lanes = ("0:4:parity/deltanet_neg/*,mod_arith_brackets/deltanet_neg/*;"
+             "1,2:8:mod_arith_brackets/mamba*")
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record), "LANES": lanes}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for _ in range(100):  # the launches are detached
+        if record.exists() and len(record.read_text().splitlines()) == 2:
+            break
+        time.sleep(0.1)
+    launches = sorted(record.read_text().splitlines())
+    tail = f"sweeps/table3.yaml --out {tmp_path}/work/runs"
+    assert launches == [
+        f"GPUS=0 -m statetrack sweep {tail} --per-gpu 4 --only parity/deltanet_neg/* --first "
+        "parity/deltanet_neg/* --only mod_arith_brackets/deltanet_neg/* --first "
+        "mod_arith_brackets/deltanet_neg/* --set x.y=1",
+        f"GPUS=1,2 -m statetrack sweep {tail} --per-gpu 8 --only mod_arith_brackets/mamba* "
+        "--first mod_arith_brackets/mamba* --set x.y=1"]
+    assert (tmp_path / "work" / "code" / "sweeps" / "table3.yaml").is_file()

@@ -10,7 +10,13 @@
 #    MPS=sweep leaves it to `statetrack sweep --mps` instead, which stops the sweep if MPS fails;
 #    COMPILE=auto gives the runs a new sweep starts `training.compile` if its GPU tests pass and
 #    it pays (compile_check), COMPILE=on without the check, off (default) never; resumed runs
-#    keep the setting in their own config.yaml)
+#    keep the setting in their own config.yaml;
+#    LANES='GPUS:K:PATTERN,PATTERN;GPUS:K:PATTERN' runs one sweep per lane instead, each on its
+#    own GPUs (CUDA_VISIBLE_DEVICES=GPUS) with --per-gpu K and only the points its patterns
+#    match, started in their order: so that each GPU gets runs that finish before the machine
+#    goes back, which a single queue over all GPUs cannot plan; BENCH_GPU=G then times each
+#    model's step on GPU G once the lane there has finished: bench_when_free; ADD_LANES, in
+#    LANES' form, starts more lanes beside a sweep that is already running)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -145,11 +151,73 @@ start_sweep() {
   fi
   rm -rf "$WORK/code"; mkdir -p "$WORK/code"
   cp -r src configs sweeps "$WORK/code/"
-  log "starting the sweep: --per-gpu $PER_GPU ${extra[*]}"
-  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src setsid nohup python3 -m statetrack sweep \
-     sweeps/table3.yaml --out "$WORK/runs" --per-gpu "$PER_GPU" "${FIRST[@]}" "${extra[@]}" \
-     >>"$WORK/sweep.log" 2>&1 </dev/null &)
+  if [ -z "${LANES:-}" ]; then
+    log "starting the sweep: --per-gpu $PER_GPU ${extra[*]}"
+    launch_sweep "$WORK/sweep.log" --per-gpu "$PER_GPU" "${FIRST[@]}" "${extra[@]}"
+  else
+    start_lanes "$LANES" "${extra[@]}"
+  fi
   date +%s >>"$WORK/started_at"
+}
+
+start_lanes() {
+  # one detached sweep per lane of $1 (LANES' form), numbered on from the lanes started before
+  local lane gpus k patterns p args list lanes i=0 spec=$1; shift
+  IFS=';' read -r -a lanes <<<"$spec"
+  for lane in "${lanes[@]}"; do
+    while [ -e "$WORK/lane$i.gpus" ]; do i=$((i + 1)); done
+    IFS=: read -r gpus k patterns <<<"$lane"
+    args=(); IFS=, read -r -a list <<<"$patterns"
+    for p in "${list[@]}"; do args+=(--only "$p" --first "$p"); done
+    log "starting lane $i on GPU(s) $gpus: --per-gpu $k ${args[*]} $*"
+    echo "$gpus" >"$WORK/lane$i.gpus"
+    CUDA_VISIBLE_DEVICES=$gpus launch_sweep "$WORK/sweep_lane$i.log" --per-gpu "$k" \
+      "${args[@]}" "$@"
+  done
+}
+
+add_lanes() {
+  # ADD_LANES (LANES' form): more lanes beside the running sweep, from its copy of the code and
+  # through its MPS daemon, if it has one (start_mps' directories)
+  if [ -S /tmp/st_mps/pipe/control ]; then
+    export CUDA_MPS_PIPE_DIRECTORY=/tmp/st_mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/st_mps/log
+  fi
+  start_lanes "$ADD_LANES"
+}
+
+launch_sweep() {
+  # one detached `statetrack sweep` over $WORK/runs, logging to $1
+  local sweep_log=$1; shift
+  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src setsid nohup python3 -m statetrack sweep \
+     sweeps/table3.yaml --out "$WORK/runs" "$@" >>"$sweep_log" 2>&1 </dev/null &
+   echo $! >"${sweep_log%.log}.pid")  # setsid and nohup exec: the sweep's own pid
+}
+
+bench_when_free() {
+  # BENCH_GPU=G: once the lane on GPU G has finished (LANES), time each model's training step
+  # there alone (benchmarks/train_step.py), then DeltaNet [-1, 1] and Mamba [-1, 1] compiled,
+  # while the other lanes go on; given up when less than 200 s are left before the deadline
+  local gpu=$1 f n pid=
+  for f in "$WORK"/lane*.gpus; do
+    n=${f##*/lane}; n=${n%.gpus}
+    [ "$(cat "$f" 2>/dev/null)" = "$gpu" ] && pid=$(cat "$WORK/sweep_lane$n.pid")
+  done
+  if [ -z "$pid" ]; then log "no lane ran on GPU $gpu alone: no step benchmark"; return; fi
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $(( deadline - $(date +%s) )) -lt 200 ]; then
+      log "the lane on GPU $gpu is still running: no step benchmark"; return; fi
+    sleep 10
+  done
+  log "the lane on GPU $gpu has finished: timing each model's step there"
+  export CUDA_VISIBLE_DEVICES=$gpu PYTHONPATH=$PWD/src
+  timeout $(( deadline - $(date +%s) - 20 )) python3 benchmarks/train_step.py \
+    --out "$L/train_step_all.json" >"$L/train_step_all.txt" 2>&1
+  log "step benchmark: exit $?"; grep '^|' "$L/train_step_all.txt" | tee -a "$OUT/call.log"
+  timeout $(( deadline - $(date +%s) - 20 )) python3 benchmarks/train_step.py \
+    --models deltanet_neg mamba_neg --set training.compile=true \
+    --out "$L/train_step_compiled.json" >"$L/train_step_compiled.txt" 2>&1
+  log "compiled step benchmark: exit $?"
+  grep '^|' "$L/train_step_compiled.txt" | tee -a "$OUT/call.log"
 }
 
 # [s]: the pattern must not match the command line of the shell that runs this script
@@ -203,7 +271,9 @@ pack() {
   (cd "$WORK" && for f in config.yaml summary.json eval.csv metrics.jsonl; do
      sed "s|\$|/$f|" "$L/finished.txt"; done) >"$WORK/files.txt"
   (cd "$WORK" && tar -czf "$OUT/table3_runs.tar.gz" -T "$WORK/files.txt")
-  tr '\r' '\n' <"$WORK/sweep.log" | tail -n 300 >"$L/sweep_tail.log"
+  for f in "$WORK"/sweep*.log; do
+    tr '\r' '\n' <"$f" | tail -n 300 >"$L/$(basename "$f" .log)_tail.log"
+  done
   # the last lines of every run's own log (RUN_DIR.log): whether and when a requested
   # checkpoint was written (session 11: 1-2 of 8 runs per call were not, within the 30 s)
   mkdir -p "$L/run_logs"
@@ -234,12 +304,16 @@ case "$phase" in
     sweep_alive || start_sweep "${extra[@]}" ;;
   run)
     if sweep_alive; then log "the sweep is running; following it"
+      [ -n "${ADD_LANES:-}" ] && add_lanes
     elif pretest; then
       extra=(); compile_check && extra=(--set training.compile=true)
       start_sweep "${extra[@]}"
     else log "pre-tests FAILED ($L/pretest.log): the sweep is not started"; fi ;;
   *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
 esac
+bench=
+if [ -n "${BENCH_GPU:-}" ]; then bench_when_free "$BENCH_GPU" & bench=$!; fi
 follow
 sweep_alive && request_checkpoints
+[ -n "$bench" ] && wait "$bench"
 pack
