@@ -26,6 +26,8 @@
 # `python3 scripts/gpu/table3_import.py CALL_DIR` copies its new finished runs into results/table3
 # and its checkpoints (less finished runs) into .table3_partial/ (git-ignored); name that in the
 # next run's `carry`. A finished run not copied in before the next call is trained again.
+# .table3_partial/ lives only as long as the checkout: session 14 began in a new one and its
+# eight runs started over. Plan each session's LANES so that the runs it starts finish in it.
 # Each call ends by packing every finished run (config.yaml, summary.json, eval.csv, metrics.jsonl; no
 # checkpoints) into $OUT/table3_runs.tar.gz, the newest checkpoints of the unfinished runs into
 # $OUT/partial.tar.part* (scripts/gpu/pack_partial.py), plus the sweep log and a GPU trace.
