@@ -1,11 +1,17 @@
-"""scripts/dev/constant_answer_baseline.py: the best single answer's score on a run's test set."""
+"""The constant-answer floor: statetrack.experiment.evaluation.constant_answer_accuracy and
+scripts/dev/constant_answer_baseline.py, which prints it for run directories."""
 
 from __future__ import annotations
 
 import numpy as np
 from repo_scripts import load_script
 
-from statetrack.experiment.evaluation import TEST_STREAM, data_rng, scaled_accuracy
+from statetrack.experiment.evaluation import (
+    TEST_STREAM,
+    constant_answer_accuracy,
+    data_rng,
+    scaled_accuracy,
+)
 from statetrack.tasks import NO_LOSS, get_task
 
 
@@ -14,27 +20,70 @@ def config(task: str, options: dict, n: int = 512) -> dict:
             "evaluation": {"n": n, "min_len": 40, "max_len": 96, "seed": 0}}
 
 
-def test_scores_are_the_answer_frequencies_of_the_runs_own_test_set() -> None:
-    """Each class's score is its share of the labelled answers on the set drawn from the run's
-    data seed (drawn again here), scaled; the shares sum to one."""
-    tool = load_script("scripts/dev/constant_answer_baseline.py")
-    cfg = config("mod_arith_brackets", {"mult": True})
-    scores = tool.constant_scores(cfg)
+def test_each_answer_scores_its_share_of_the_answers_evaluate_would_see() -> None:
+    """Each answer token's accuracy is its share of the labelled positions of the set drawn
+    from the same generator as evaluate's (drawn again here); the shares sum to one."""
     task = get_task("mod_arith_brackets", mult=True)
+    shares = constant_answer_accuracy(task, min_len=40, max_len=96, n=512,
+                                      rng=data_rng(0, TEST_STREAM, 0))
     data = task.sample(512, 40, 96, data_rng(0, TEST_STREAM, 0))
     labels = data.labels[data.labels != NO_LOSS]
-    for c in range(task.num_classes):
-        assert np.isclose(scores[c], scaled_accuracy(np.mean(labels == c), task.num_classes))
-    shares = [s * (1 - 1 / task.num_classes) + 1 / task.num_classes for s in scores.values()]
-    assert np.isclose(sum(shares), 1.0)
-    assert tool.constant_scores({**cfg, "evaluation": {**cfg["evaluation"], "seed": 1}}) != scores
+    assert sorted(shares) == sorted(task.answer_tokens)
+    for token in task.answer_tokens:
+        assert np.isclose(shares[token], np.mean(labels == token))
+    assert np.isclose(sum(shares.values()), 1.0)
+    other = constant_answer_accuracy(task, min_len=40, max_len=96, n=512,
+                                     rng=data_rng(1, TEST_STREAM, 0))
+    assert other != shares
 
 
 def test_with_times_the_answer_zero_beats_chance_and_without_it_does_not() -> None:
     """With `mult: true` a product with a 0 factor is 0, so 0 is the commonest answer and
-    answering it always scores well above 0; with + and - alone no answer does."""
+    giving it always scores well above 0; with + and - alone no answer does. The script
+    reports the same numbers scaled, by answer."""
     tool = load_script("scripts/dev/constant_answer_baseline.py")
     with_times = tool.constant_scores(config("mod_arith_brackets", {"mult": True}, n=2048))
     without = tool.constant_scores(config("mod_arith_brackets", {"mult": False}, n=2048))
-    assert max(with_times, key=with_times.get) == 0 and with_times[0] > 0.08
+    assert max(with_times, key=with_times.get) == "0" and with_times["0"] > 0.08
     assert max(without.values()) < 0.05
+    task = get_task("mod_arith_brackets", mult=True)
+    raw = constant_answer_accuracy(task, min_len=40, max_len=96, n=2048,
+                                   rng=data_rng(0, TEST_STREAM, 0))
+    assert np.isclose(with_times["0"], scaled_accuracy(raw[0], task.num_classes))
+
+
+def test_plots_dash_the_floor_only_where_it_lies_above_chance() -> None:
+    """statetrack plot's dashed line: mod_arith_brackets with × gets one at the share of 0s,
+    parity and the + - task none."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from statetrack.experiment import plots
+
+    def sections(cfg: dict) -> str:
+        return json.dumps(cfg, sort_keys=True)
+
+    times = config("mod_arith_brackets", {"mult": True}, n=2048)
+    floor = plots.constant_floor(sections(times))
+    task = get_task("mod_arith_brackets", mult=True)
+    shares = constant_answer_accuracy(task, min_len=40, max_len=96, n=2048,
+                                      rng=data_rng(0, TEST_STREAM, 0))
+    assert floor == ("0", shares[0])
+    assert plots.constant_floor(sections(config("mod_arith_brackets", {"mult": False}))) is None
+    assert plots.constant_floor(sections(config("parity", {}))) is None
+
+    def dashed(cfg: dict) -> list[float]:
+        run_cfg = {**cfg, "training": {"min_len": 3, "max_len": 40}}
+        fig, ax = plt.subplots()
+        plots._draw_panel(ax, [("t", run_cfg, {"num_classes": 5}, ([40.0], [0.5]), "m")],
+                          {"m": "C0"})
+        levels = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+        plt.close(fig)
+        return levels
+
+    assert dashed(times) == [shares[0]]
+    assert dashed(config("mod_arith_brackets", {"mult": False})) == []

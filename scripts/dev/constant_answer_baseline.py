@@ -13,25 +13,27 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
 
 import yaml
 
-from statetrack.experiment.evaluation import TEST_STREAM, data_rng, scaled_accuracy
-from statetrack.tasks import NO_LOSS, get_task
+from statetrack.experiment.evaluation import (
+    TEST_STREAM,
+    constant_answer_accuracy,
+    data_rng,
+    scaled_accuracy,
+)
+from statetrack.tasks import get_task
 
 
-def constant_scores(config: dict) -> dict[int, float]:
-    """{answer c: scaled accuracy of answering c at every labelled position} on the test set
-    of the run ``config`` (a run's config.yaml, loaded)."""
+def constant_scores(config: dict) -> dict[str, float]:
+    """{answer: scaled accuracy of giving it at every labelled position} on the test set of the
+    run ``config`` (a run's config.yaml, loaded)."""
     task_cfg, ev = config["task"], config["evaluation"]
     task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
-    data = task.sample(ev["n"], ev["min_len"], ev["max_len"], data_rng(ev["seed"], TEST_STREAM, 0))
-    labels = data.labels[data.labels != NO_LOSS]
-    counts = Counter(labels.tolist())
-    return {c: scaled_accuracy(counts.get(c, 0) / labels.size, task.num_classes)
-            for c in sorted(set(counts) | set(range(task.num_classes)))}
+    accuracy = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
+                                        n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
+    return {task.vocab[t]: scaled_accuracy(a, task.num_classes) for t, a in accuracy.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

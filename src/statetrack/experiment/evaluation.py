@@ -81,6 +81,18 @@ class EvalResult:
                 for r in self.by_length]
 
 
+def constant_answer_accuracy(task: Task, *, min_len: int, max_len: int, n: int,
+                             rng: np.random.Generator) -> dict[int, float]:
+    """{answer token id: accuracy of answering it at every labelled position} on the sequences
+    ``evaluate`` draws with the same arguments: what a model reaches without reading its
+    input. Above 1/C where the answers are not uniform (mod_arith_brackets with ``mult``: a
+    product with a 0 factor is 0, so about 30% of the answers are 0)."""
+    data = task.sample(n, min_len, max_len, rng)
+    labels = data.labels[data.labels != NO_LOSS]
+    return {int(t): float(np.mean(labels == t)) if labels.size else 0.0
+            for t in task.answer_tokens}
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, task: Task, *, min_len: int, max_len: int, n: int,
              batch_size: int, rng: np.random.Generator, device: torch.device,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
 
 import yaml
@@ -31,10 +33,12 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
     """Draw each run's eval.csv (accuracy by task length) into one PNG at ``out``.
 
     One panel per task (a task with non-default options is its own panel), one line per run,
-    one colour per model so that its seeds read as a bundle, the training lengths shaded and
-    chance dotted; runs of one name that differ in a model setting are different models
-    (``tables.model_labels``). Reads run directories only: config.yaml, eval.csv and
-    summary.json."""
+    one colour per model so that its seeds read as a bundle, the training lengths shaded,
+    chance dotted, and dashed the accuracy of always giving the commonest answer of the test
+    set where that lies clearly above chance (``constant_floor``); runs of one name that
+    differ in a model setting are different models (``tables.model_labels``). Reads run
+    directories only (config.yaml, eval.csv and summary.json), and draws the test sets of their
+    tasks again for the dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed; must precede pyplot
@@ -81,7 +85,7 @@ def _draw_panel(ax, runs: list, colour: dict) -> None:
     for *_, name in runs:
         counts[name] = counts.get(name, 0) + 1
     labelled: set[str] = set()
-    train_lo, train_hi, chances = None, None, set()
+    train_lo, train_hi, chances, floors = None, None, set(), set()
     for _, config, summary, (lengths, accuracy), name in runs:
         if counts[name] == 1:
             label = run_label(name, config, summary)
@@ -95,12 +99,42 @@ def _draw_panel(ax, runs: list, colour: dict) -> None:
         train_hi = t["max_len"] if train_hi is None else max(train_hi, t["max_len"])
         if "num_classes" in summary:
             chances.add(1.0 / summary["num_classes"])
+        floors.add(constant_floor(json.dumps({k: config[k] for k in ("task", "evaluation")},
+                                             sort_keys=True)))
     if train_lo is not None:
         ax.axvspan(train_lo, train_hi, color="0.85", zorder=0,
                    label=f"training lengths {train_lo}–{train_hi}")
     for chance in sorted(chances):
         ax.axhline(chance, color="0.4", ls=":", lw=1)
+    for answer, accuracy in sorted(f for f in floors if f is not None):
+        ax.axhline(accuracy, color="0.4", ls="--", lw=1,
+                   label=f"always answering {answer}: {accuracy:.3f}")
     ax.set_xlabel("sequence length")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.grid(alpha=0.3)
+
+
+@functools.lru_cache(maxsize=64)
+def constant_floor(task_and_evaluation: str, margin: float = 0.05) -> tuple[str, float] | None:
+    """(answer, accuracy) of always giving the commonest answer of a run's test set (its config's
+    ``task`` and ``evaluation`` sections, as JSON), or None unless that beats chance by more
+    than ``margin`` in scaled accuracy (a few sequences per length make any set a little
+    uneven). Regenerates the test set, so it is cached per config."""
+    from statetrack.experiment.evaluation import (
+        TEST_STREAM,
+        constant_answer_accuracy,
+        data_rng,
+        scaled_accuracy,
+    )
+    from statetrack.tasks import get_task
+
+    sections = json.loads(task_and_evaluation)
+    task_cfg, ev = sections["task"], sections["evaluation"]
+    task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
+    shares = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
+                                      n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
+    token = max(shares, key=shares.get)
+    if scaled_accuracy(shares[token], task.num_classes) <= margin:
+        return None
+    return task.vocab[token], shares[token]
