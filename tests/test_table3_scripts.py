@@ -315,3 +315,45 @@ def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path) ->
         f"GPUS=1,2 -m statetrack sweep {tail} --per-gpu 8 --only mod_arith_brackets/mamba* "
         "--first mod_arith_brackets/mamba* --set x.y=1"]
     assert (tmp_path / "work" / "code" / "sweeps" / "table3.yaml").is_file()
+
+
+@pytest.mark.parametrize("time_left", [3600, 100])
+def test_the_step_benchmark_waits_for_its_lane_and_gives_up_near_the_deadline(
+        tmp_path: Path, time_left: int) -> None:
+    """BENCH_GPU=1: bench_when_free times the steps on GPU 1 only once the lane that ran there
+    has ended (its sweep's pid), and not at all when under 200 s are left before the
+    deadline while it still runs."""
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    record = tmp_path / "calls.txt"
+    fake.write_text('#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n'
+                    'echo "| model | ms |"\n')
+    fake.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    # the lane's sweep is no child of the script (setsid nohup): orphan it, so it is reaped
+    lane_pid = int(subprocess.run(["bash", "-c", "sleep 2 >/dev/null 2>&1 & echo $!"],
+                                  capture_output=True, text=True, check=True).stdout)
+    (work / "lane0.gpus").write_text("0\n")
+    (work / "sweep_lane0.pid").write_text("999999999\n")
+    (work / "lane1.gpus").write_text("1\n")
+    (work / "sweep_lane1.pid").write_text(f"{lane_pid}\n")
+    functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
+                        for name in ("log", "bench_when_free"))
+    script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={work}\n'
+              f"deadline=$(( $(date +%s) + {time_left} ))\n"
+              f"{functions}(while kill -0 {lane_pid} 2>/dev/null; do sleep 0.2; done; "
+              f"date +%s.%N >{tmp_path}/lane_end) &\nbench_when_free 1")
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record)}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (tmp_path / "out" / "call.log").read_text()
+    if time_left < 200:
+        assert "still running: no step benchmark" in log and not record.exists()
+        return
+    calls = record.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["GPUS=1", "GPUS=1"]
+    assert "benchmarks/train_step.py --out" in calls[0]
+    assert "--set training.compile=true" in calls[1]
+    assert record.stat().st_mtime >= float((tmp_path / "lane_end").read_text()) - 0.5
