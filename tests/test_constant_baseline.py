@@ -53,28 +53,23 @@ def test_with_times_the_answer_zero_beats_chance_and_without_it_does_not() -> No
 
 
 def test_plots_dash_the_floor_only_where_it_lies_above_chance() -> None:
-    """statetrack plot's dashed line: mod_arith_brackets with × gets one at the share of 0s,
-    parity and the + - task none."""
-    import json
-
+    """statetrack plot's dashed line (evaluation.constant_floor): mod_arith_brackets with ×
+    gets one at the share of 0s, parity and the + - task none."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from statetrack.experiment import plots
-
-    def sections(cfg: dict) -> str:
-        return json.dumps(cfg, sort_keys=True)
+    from statetrack.experiment.evaluation import constant_floor
 
     times = config("mod_arith_brackets", {"mult": True}, n=2048)
-    floor = plots.constant_floor(sections(times))
     task = get_task("mod_arith_brackets", mult=True)
     shares = constant_answer_accuracy(task, min_len=40, max_len=96, n=2048,
                                       rng=data_rng(0, TEST_STREAM, 0))
-    assert floor == ("0", shares[0])
-    assert plots.constant_floor(sections(config("mod_arith_brackets", {"mult": False}))) is None
-    assert plots.constant_floor(sections(config("parity", {}))) is None
+    assert constant_floor(times) == ("0", shares[0])
+    assert constant_floor(config("mod_arith_brackets", {"mult": False})) is None
+    assert constant_floor(config("parity", {})) is None
 
     def dashed(cfg: dict) -> list[float]:
         run_cfg = {**cfg, "training": {"min_len": 3, "max_len": 40}}
@@ -87,3 +82,32 @@ def test_plots_dash_the_floor_only_where_it_lies_above_chance() -> None:
 
     assert dashed(times) == [shares[0]]
     assert dashed(config("mod_arith_brackets", {"mult": False})) == []
+
+
+def test_the_table_names_the_floor_of_each_column_that_has_one(tmp_path) -> None:
+    """statetrack table adds a line for the columns whose commonest answer beats chance, with
+    its scaled accuracy, and none when no column has one."""
+    import json
+
+    import yaml
+
+    from statetrack.experiment.tables import markdown_table
+
+    def run(name: str, cfg: dict) -> object:
+        d = tmp_path / name
+        d.mkdir()
+        full = {"name": "m", "model": {"mixer": "deltanet"}, **cfg}
+        (d / "config.yaml").write_text(yaml.safe_dump(full))
+        (d / "summary.json").write_text(json.dumps({"scaled_accuracy": 0.5}))
+        return d
+
+    times = run("times", config("mod_arith_brackets", {"mult": True}, n=2048))
+    plain = run("plain", config("mod_arith_brackets", {"mult": False}, n=2048))
+    task = get_task("mod_arith_brackets", mult=True)
+    shares = constant_answer_accuracy(task, min_len=40, max_len=96, n=2048,
+                                      rng=data_rng(0, TEST_STREAM, 0))
+    floor = scaled_accuracy(shares[0], task.num_classes)
+    text = markdown_table([times, plain])
+    assert (f"mod_arith_brackets (mult=True): always answering 0 scores {floor:.3f}" in text)
+    assert "mod_arith_brackets:" not in text
+    assert "always answering" not in markdown_table([plain])

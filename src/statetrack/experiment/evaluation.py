@@ -8,6 +8,8 @@ chance is 0 and perfect is 1 (PAPER.md reports it).
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +93,30 @@ def constant_answer_accuracy(task: Task, *, min_len: int, max_len: int, n: int,
     labels = data.labels[data.labels != NO_LOSS]
     return {int(t): float(np.mean(labels == t)) if labels.size else 0.0
             for t in task.answer_tokens}
+
+
+def constant_floor(config: dict, margin: float = 0.05) -> tuple[str, float] | None:
+    """(answer, accuracy) of always giving the commonest answer of a run's test set (from its
+    config's ``task`` and ``evaluation`` sections), or None unless that beats chance by more
+    than ``margin`` in scaled accuracy (a few sequences per length make any set a little
+    uneven). It draws the test set again, once per distinct config."""
+    sections = {k: config[k] for k in ("task", "evaluation")}
+    return _constant_floor(json.dumps(sections, sort_keys=True), margin)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant_floor(sections: str, margin: float) -> tuple[str, float] | None:
+    from statetrack.tasks import get_task
+
+    config = json.loads(sections)
+    task_cfg, ev = config["task"], config["evaluation"]
+    task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
+    shares = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
+                                      n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
+    token = max(shares, key=shares.get)
+    if scaled_accuracy(shares[token], task.num_classes) <= margin:
+        return None
+    return task.vocab[token], shares[token]
 
 
 @torch.no_grad()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 
 import yaml
 
 from statetrack.experiment import rundir
+from statetrack.experiment.evaluation import constant_floor
 
 
 def run_label(model: str, config: dict, summary: dict) -> str:
@@ -35,7 +34,7 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
     One panel per task (a task with non-default options is its own panel), one line per run,
     one colour per model so that its seeds read as a bundle, the training lengths shaded,
     chance dotted, and dashed the accuracy of always giving the commonest answer of the test
-    set where that lies clearly above chance (``constant_floor``); runs of one name that
+    set where that lies clearly above chance (``evaluation.constant_floor``); runs of one name that
     differ in a model setting are different models (``tables.model_labels``). Reads run
     directories only (config.yaml, eval.csv and summary.json), and draws the test sets of their
     tasks again for the dashed line."""
@@ -99,8 +98,7 @@ def _draw_panel(ax, runs: list, colour: dict) -> None:
         train_hi = t["max_len"] if train_hi is None else max(train_hi, t["max_len"])
         if "num_classes" in summary:
             chances.add(1.0 / summary["num_classes"])
-        floors.add(constant_floor(json.dumps({k: config[k] for k in ("task", "evaluation")},
-                                             sort_keys=True)))
+        floors.add(constant_floor(config))
     if train_lo is not None:
         ax.axvspan(train_lo, train_hi, color="0.85", zorder=0,
                    label=f"training lengths {train_lo}–{train_hi}")
@@ -114,27 +112,3 @@ def _draw_panel(ax, runs: list, colour: dict) -> None:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.grid(alpha=0.3)
 
-
-@functools.lru_cache(maxsize=64)
-def constant_floor(task_and_evaluation: str, margin: float = 0.05) -> tuple[str, float] | None:
-    """(answer, accuracy) of always giving the commonest answer of a run's test set (its config's
-    ``task`` and ``evaluation`` sections, as JSON), or None unless that beats chance by more
-    than ``margin`` in scaled accuracy (a few sequences per length make any set a little
-    uneven). Regenerates the test set, so it is cached per config."""
-    from statetrack.experiment.evaluation import (
-        TEST_STREAM,
-        constant_answer_accuracy,
-        data_rng,
-        scaled_accuracy,
-    )
-    from statetrack.tasks import get_task
-
-    sections = json.loads(task_and_evaluation)
-    task_cfg, ev = sections["task"], sections["evaluation"]
-    task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
-    shares = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
-                                      n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
-    token = max(shares, key=shares.get)
-    if scaled_accuracy(shares[token], task.num_classes) <= margin:
-        return None
-    return task.vocab[token], shares[token]

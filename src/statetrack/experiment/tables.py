@@ -112,7 +112,34 @@ def markdown_table(run_dirs: list[Path]) -> str:
     lines.append("Scaled accuracy on the evaluation lengths: **best of seeds** (median ± MAD "
                  "over seeds, n = seeds); paper = Table 3 of Grazzi et al. (best of 3 seeds), "
                  "shown where the runs follow the paper's config.")
+    floors = constant_floors(run_dirs)
+    if floors:
+        lines.append("")
+        lines.append("Above chance without reading the input: " + "; ".join(
+            f"{task}: always answering {answer} scores {scaled:.3f}"
+            for task, (answer, scaled) in sorted(floors.items(), key=lambda f: _task_order(f[0]))
+        ) + " (scaled, on that column's test set).")
     return "\n".join(lines)
+
+
+def constant_floors(run_dirs: list[Path]) -> dict[str, tuple[str, float]]:
+    """column → (answer, scaled accuracy) of always giving the commonest answer of its test
+    set, for the columns where that beats chance (``evaluation.constant_floor``; the first
+    run's test set where a column's runs differ in theirs)."""
+    from statetrack.experiment.evaluation import constant_floor, scaled_accuracy
+    from statetrack.tasks import get_task
+
+    floors: dict[str, tuple[str, float]] = {}
+    for run_dir in run_dirs:
+        config = yaml.safe_load((Path(run_dir) / rundir.CONFIG).read_text())
+        column = task_label(config["task"])
+        if column in floors:
+            continue
+        floor = constant_floor(config)
+        if floor is not None:
+            task = get_task(config["task"]["name"], **(config["task"].get("options") or {}))
+            floors[column] = (floor[0], scaled_accuracy(floor[1], task.num_classes))
+    return floors
 
 
 def _row_order(label: str) -> tuple[int, str]:
