@@ -7,7 +7,6 @@ from pathlib import Path
 import yaml
 
 from statetrack.experiment import rundir
-from statetrack.experiment.evaluation import constant_floor
 
 
 def run_label(model: str, config: dict, summary: dict) -> str:
@@ -80,6 +79,8 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
 
 def _draw_panel(ax, runs: list, colour: dict) -> None:
     """The runs of one task: seeds of a model share its colour and one legend entry."""
+    from statetrack.experiment.evaluation import constant_floor  # imports torch
+
     counts: dict[str, int] = {}
     for *_, name in runs:
         counts[name] = counts.get(name, 0) + 1
