@@ -208,7 +208,7 @@ bench_when_free() {
   while kill -0 "$pid" 2>/dev/null; do
     if [ $(( deadline - $(date +%s) )) -lt 200 ]; then
       log "the lane on GPU $gpu is still running: no step benchmark"; return; fi
-    sleep 10
+    sleep "${BENCH_POLL:-10}"
   done
   log "the lane on GPU $gpu has finished: timing each model's step there"
   export CUDA_VISIBLE_DEVICES=$gpu PYTHONPATH=$PWD/src
