@@ -17,23 +17,14 @@ from pathlib import Path
 
 import yaml
 
-from statetrack.experiment.evaluation import (
-    TEST_STREAM,
-    constant_answer_accuracy,
-    data_rng,
-    scaled_accuracy,
-)
-from statetrack.tasks import get_task
+from statetrack.experiment.evaluation import answer_shares, scaled_accuracy
 
 
 def constant_scores(config: dict) -> dict[str, float]:
     """{answer: scaled accuracy of giving it at every labelled position} on the test set of the
     run ``config`` (a run's config.yaml, loaded)."""
-    task_cfg, ev = config["task"], config["evaluation"]
-    task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
-    accuracy = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
-                                        n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
-    return {task.vocab[t]: scaled_accuracy(a, task.num_classes) for t, a in accuracy.items()}
+    task, shares = answer_shares(config)
+    return {task.vocab[t]: scaled_accuracy(a, task.num_classes) for t, a in shares.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

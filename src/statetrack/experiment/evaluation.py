@@ -95,24 +95,30 @@ def constant_answer_accuracy(task: Task, *, min_len: int, max_len: int, n: int,
             for t in task.answer_tokens}
 
 
-def constant_floor(config: dict, margin: float = 0.05) -> tuple[str, float] | None:
-    """(answer, accuracy) of always giving the commonest answer of a run's test set (from its
-    config's ``task`` and ``evaluation`` sections), or None unless that beats chance by more
-    than ``margin`` in scaled accuracy (a few sequences per length make any set a little
-    uneven). It draws the test set again, once per distinct config."""
+def answer_shares(config: dict) -> tuple[Task, dict[int, float]]:
+    """A run's task (its config's ``task`` section) and ``constant_answer_accuracy`` on the
+    test set it was scored on (``evaluation``), drawn once per distinct config (cached: do not
+    change the dict)."""
     sections = {k: config[k] for k in ("task", "evaluation")}
-    return _constant_floor(json.dumps(sections, sort_keys=True), margin)
+    return _answer_shares(json.dumps(sections, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=64)
-def _constant_floor(sections: str, margin: float) -> tuple[str, float] | None:
+def _answer_shares(sections: str) -> tuple[Task, dict[int, float]]:
     from statetrack.tasks import get_task
 
     config = json.loads(sections)
     task_cfg, ev = config["task"], config["evaluation"]
     task = get_task(task_cfg["name"], **(task_cfg.get("options") or {}))
-    shares = constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
-                                      n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
+    return task, constant_answer_accuracy(task, min_len=ev["min_len"], max_len=ev["max_len"],
+                                          n=ev["n"], rng=data_rng(ev["seed"], TEST_STREAM, 0))
+
+
+def constant_floor(config: dict, margin: float = 0.05) -> tuple[str, float] | None:
+    """(answer, accuracy) of always giving the commonest answer of a run's test set
+    (``answer_shares``), or None unless that beats chance by more than ``margin`` in
+    scaled accuracy (a few sequences per length make any set a little uneven)."""
+    task, shares = answer_shares(config)
     token = max(shares, key=shares.get)
     if scaled_accuracy(shares[token], task.num_classes) <= margin:
         return None

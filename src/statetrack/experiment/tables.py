@@ -126,8 +126,11 @@ def constant_floors(run_dirs: list[Path]) -> dict[str, tuple[str, float]]:
     """column → (answer, scaled accuracy) of always giving the commonest answer of its test
     set, for the columns where that beats chance (``evaluation.constant_floor``; the first
     run's test set where a column's runs differ in theirs)."""
-    from statetrack.experiment.evaluation import constant_floor, scaled_accuracy
-    from statetrack.tasks import get_task
+    from statetrack.experiment.evaluation import (
+        answer_shares,
+        constant_floor,
+        scaled_accuracy,
+    )
 
     floors: dict[str, tuple[str, float]] = {}
     for run_dir in run_dirs:
@@ -137,8 +140,8 @@ def constant_floors(run_dirs: list[Path]) -> dict[str, tuple[str, float]]:
             continue
         floor = constant_floor(config)
         if floor is not None:
-            task = get_task(config["task"]["name"], **(config["task"].get("options") or {}))
-            floors[column] = (floor[0], scaled_accuracy(floor[1], task.num_classes))
+            num_classes = answer_shares(config)[0].num_classes  # cached by constant_floor
+            floors[column] = (floor[0], scaled_accuracy(floor[1], num_classes))
     return floors
 
 
