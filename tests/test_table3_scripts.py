@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 import tarfile
@@ -339,7 +340,7 @@ def test_the_step_benchmark_waits_for_its_lane_and_gives_up_near_the_deadline(
     (work / "lane1.gpus").write_text("1\n")
     (work / "sweep_lane1.pid").write_text(f"{lane_pid}\n")
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
-                        for name in ("log", "bench_when_free"))
+                        for name in ("log", "bench_when_free", "bench_steps"))
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={work}\n'
               f"deadline=$(( $(date +%s) + {time_left} ))\n"
               f"{functions}(while kill -0 {lane_pid} 2>/dev/null; do sleep 0.2; done; "
@@ -357,3 +358,66 @@ def test_the_step_benchmark_waits_for_its_lane_and_gives_up_near_the_deadline(
     assert "benchmarks/train_step.py --out" in calls[0]
     assert "--set training.compile=true" in calls[1]
     assert record.stat().st_mtime >= float((tmp_path / "lane_end").read_text()) - 0.3
+
+
+@pytest.mark.parametrize("sweep_running", [False, True])
+def test_run_times_the_steps_before_it_starts_a_sweep(tmp_path: Path,
+                                                      sweep_running: bool) -> None:
+    """BENCH_GPU=1 with no sweep running: `run` (start_or_follow) times the steps on GPU 1
+    before the sweep starts, not beside it; with a sweep running it only follows, and leaves
+    the timing to bench_when_free (in the background, its pid in $bench)."""
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    record = tmp_path / "calls.txt"
+    fake.write_text('#!/bin/bash\nsleep 0.3; echo "GPUS=${CUDA_VISIBLE_DEVICES-unset} $*" '
+                    '>>"$RECORD"\n')
+    fake.chmod(0o755)
+    functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
+                        for name in ("log", "bench_steps", "start_or_follow"))
+    stand_ins = (f"sweep_alive() {{ {'true' if sweep_running else 'false'}; }}\n"
+                 "pretest() { true; }\ncompile_check() { false; }\n"
+                 'start_sweep() { echo "start_sweep GPUS=${CUDA_VISIBLE_DEVICES-unset}" '
+                 '>>"$RECORD"; }\n'
+                 'bench_when_free() { echo "bench_when_free $1" >>"$RECORD"; }\n')
+    script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"\n'
+              f"deadline=$(( $(date +%s) + 3600 )); bench=\n{functions}{stand_ins}"
+              'start_or_follow\n[ -n "$bench" ] && wait "$bench"\necho "bench=$bench"')
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record), "BENCH_GPU": "1"}
+    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = record.read_text().splitlines()
+    if sweep_running:
+        assert calls == ["bench_when_free 1"]
+        assert done.stdout.strip() != "bench="
+        return
+    assert [c.split()[0] for c in calls] == ["GPUS=1", "GPUS=1", "start_sweep"]
+    assert "benchmarks/train_step.py --out" in calls[0]
+    assert "--set training.compile=true" in calls[1]
+    assert calls[2] == "start_sweep GPUS=unset"  # the benchmark's GPU does not leak
+    assert "before starting one" in (tmp_path / "out" / "call.log").read_text()
+
+
+def test_a_running_mps_daemon_is_shared_not_started_again(tmp_path: Path) -> None:
+    """start_mps on a machine whose MPS daemon an earlier call started (its control socket
+    exists): the new runs share it; no second daemon is started (that fails) nor quit."""
+    fake = tmp_path / "bin" / "nvidia-cuda-mps-control"
+    fake.parent.mkdir()
+    record = tmp_path / "calls.txt"
+    fake.write_text('#!/bin/bash\necho "mps-control $*" >>"$RECORD"\n')
+    fake.chmod(0o755)
+    pipe = tmp_path / "mps" / "pipe"
+    pipe.mkdir(parents=True)
+    functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
+                        for name in ("log", "start_mps"))
+    script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; MPS_DIR={pipe.parent}\n'
+              f'{functions}start_mps\necho "pipe=$CUDA_MPS_PIPE_DIRECTORY"')
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record)}
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(pipe / "control"))
+        done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not record.exists()
+    assert f"pipe={pipe}" in done.stdout
+    assert "an earlier call's daemon" in (tmp_path / "out" / "call.log").read_text()

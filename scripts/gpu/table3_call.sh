@@ -14,8 +14,9 @@
 #    LANES='GPUS:K:PATTERN,PATTERN;GPUS:K:PATTERN' runs one sweep per lane instead, each on its
 #    own GPUs (CUDA_VISIBLE_DEVICES=GPUS) with --per-gpu K and only the points its patterns
 #    match, started in their order: so that each GPU gets runs that finish before the machine
-#    goes back, which a single queue over all GPUs cannot plan; BENCH_GPU=G then times each
-#    model's step on GPU G once the lane there has finished: bench_when_free; ADD_LANES, in
+#    goes back, which a single queue over all GPUs cannot plan; BENCH_GPU=G times each model's
+#    step on GPU G alone: once the lane there has finished if a sweep is running, else before
+#    `run` starts one (start_or_follow); ADD_LANES, in
 #    LANES' form, starts more lanes beside a sweep that is already running)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
@@ -35,6 +36,7 @@ set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"  # at most 8 files come back: logs go in one tar
 WORK=${WORK:-/tmp/st_table3}
+MPS_DIR=${MPS_DIR:-/tmp/st_mps}  # the MPS daemon's pipe/ and log/, shared by the calls
 PER_GPU=${PER_GPU:-3}  # at 4 the GPUs were already at 100%; fewer runs each finish sooner
 phase=$1; budget=$2
 deadline=$(( $(date +%s) + budget - 60 ))  # leave time to checkpoint (up to 30 s) and pack
@@ -124,8 +126,12 @@ compile_check() {
 
 start_mps() {
   # One MPS control daemon for the machine; the sweep's processes inherit the pipe directory.
-  export CUDA_MPS_PIPE_DIRECTORY=/tmp/st_mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/st_mps/log
+  export CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR/pipe CUDA_MPS_LOG_DIRECTORY=$MPS_DIR/log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  if [ -S "$CUDA_MPS_PIPE_DIRECTORY/control" ]; then  # an earlier call's, on this warm machine:
+    # starting a second fails, and quitting it dropped session 15's new runs to taking turns
+    log "MPS is up (an earlier call's daemon); the new runs share it"; return
+  fi
   if nvidia-cuda-mps-control -d >>"$L/mps.log" 2>&1 && timeout 60 python3 -c \
       "import torch; x = torch.ones(4, device='cuda'); assert (x + 1).sum().item() == 8" \
       >>"$L/mps.log" 2>&1; then
@@ -181,8 +187,8 @@ start_lanes() {
 add_lanes() {
   # ADD_LANES (LANES' form): more lanes beside the running sweep, from its copy of the code and
   # through its MPS daemon, if it has one (start_mps' directories)
-  if [ -S /tmp/st_mps/pipe/control ]; then
-    export CUDA_MPS_PIPE_DIRECTORY=/tmp/st_mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/st_mps/log
+  if [ -S "$MPS_DIR/pipe/control" ]; then
+    export CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR/pipe CUDA_MPS_LOG_DIRECTORY=$MPS_DIR/log
   fi
   start_lanes "$ADD_LANES"
 }
@@ -196,9 +202,9 @@ launch_sweep() {
 }
 
 bench_when_free() {
-  # BENCH_GPU=G: once the lane on GPU G has finished (LANES), time each model's training step
-  # there alone (benchmarks/train_step.py), then DeltaNet [-1, 1] and Mamba [-1, 1] compiled,
-  # while the other lanes go on; given up when less than 200 s are left before the deadline
+  # BENCH_GPU=G: once the lane on GPU G has finished (LANES), time each model's step there
+  # alone (bench_steps) while the other lanes go on; given up when less than 200 s are left
+  # before the deadline
   local gpu=$1 f n pid=
   for f in "$WORK"/lane*.gpus; do
     n=${f##*/lane}; n=${n%.gpus}
@@ -211,7 +217,13 @@ bench_when_free() {
     sleep "${BENCH_POLL:-10}"
   done
   log "the lane on GPU $gpu has finished: timing each model's step there"
-  export CUDA_VISIBLE_DEVICES=$gpu PYTHONPATH=$PWD/src
+  bench_steps "$gpu"
+}
+
+bench_steps() {
+  # each model's training step on GPU $1 (benchmarks/train_step.py), then DeltaNet [-1, 1] and
+  # Mamba [-1, 1] compiled; nothing else may run on that GPU meanwhile (run it in a subshell)
+  export CUDA_VISIBLE_DEVICES=$1 PYTHONPATH=$PWD/src
   timeout $(( deadline - $(date +%s) - 20 )) python3 benchmarks/train_step.py \
     --out "$L/train_step_all.json" >"$L/train_step_all.txt" 2>&1
   log "step benchmark: exit $?"; grep '^|' "$L/train_step_all.txt" | tee -a "$OUT/call.log"
@@ -220,6 +232,27 @@ bench_when_free() {
     --out "$L/train_step_compiled.json" >"$L/train_step_compiled.txt" 2>&1
   log "compiled step benchmark: exit $?"
   grep '^|' "$L/train_step_compiled.txt" | tee -a "$OUT/call.log"
+}
+
+start_or_follow() {
+  # `run`: follow the sweep if one is running, else start it. BENCH_GPU=G with no sweep running
+  # times the steps first, before anything else uses the GPU (session 15's call 3 found its
+  # lane ended and started the whole sweep beside the benchmark, so the benchmark timed
+  # three sLSTM runs' contention); with a sweep running, after G's lane (bench_when_free).
+  if sweep_alive; then
+    log "the sweep is running; following it"
+    [ -n "${ADD_LANES:-}" ] && add_lanes
+    [ -n "${BENCH_GPU:-}" ] && { bench_when_free "$BENCH_GPU" & bench=$!; }
+    return 0
+  fi
+  if [ -n "${BENCH_GPU:-}" ]; then
+    log "no sweep is running: timing each model's step on GPU $BENCH_GPU before starting one"
+    (bench_steps "$BENCH_GPU")  # a subshell: its CUDA_VISIBLE_DEVICES stays there
+  fi
+  if pretest; then
+    local extra=(); compile_check && extra=(--set training.compile=true)
+    start_sweep "${extra[@]}"
+  else log "pre-tests FAILED ($L/pretest.log): the sweep is not started"; fi
 }
 
 # [s]: the pattern must not match the command line of the shell that runs this script
@@ -283,7 +316,7 @@ pack() {
      tr '\r' '\n' <"$f" | tail -n 40 >"$L/run_logs/$(echo "${f#./}" | tr '/=' '__')"
    done)
   python3 scripts/gpu/run_rates.py "$WORK/runs" | tee "$L/rates.txt" | tail -n 1 | tee -a "$OUT/call.log"
-  cp -r /tmp/st_mps/log "$L/mps_log" 2>/dev/null
+  cp -r "$MPS_DIR/log" "$L/mps_log" 2>/dev/null
   (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep sweeps/table3.yaml \
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
@@ -299,22 +332,15 @@ follow() {
   done
 }
 
+bench=  # the pid of bench_when_free, if start_or_follow started it
 case "$phase" in
   check)
     if check; then log "graph tests passed"; extra=(); else
       log "graph tests FAILED: the sweep runs eagerly"; extra=(--set training.cuda_graphs=false); fi
     sweep_alive || start_sweep "${extra[@]}" ;;
-  run)
-    if sweep_alive; then log "the sweep is running; following it"
-      [ -n "${ADD_LANES:-}" ] && add_lanes
-    elif pretest; then
-      extra=(); compile_check && extra=(--set training.compile=true)
-      start_sweep "${extra[@]}"
-    else log "pre-tests FAILED ($L/pretest.log): the sweep is not started"; fi ;;
+  run) start_or_follow ;;
   *) echo "usage: $0 check|run SECONDS" >&2; exit 2 ;;
 esac
-bench=
-if [ -n "${BENCH_GPU:-}" ]; then bench_when_free "$BENCH_GPU" & bench=$!; fi
 follow
 sweep_alive && request_checkpoints
 [ -n "$bench" ] && wait "$bench"
