@@ -229,6 +229,16 @@ def test_compile_pays_compares_the_largest_packing_against_each_models_need(
         tool.main([str(off), str(on), "--need", "deltanet_neg"])
 
 
+def stand_in(tmp_path: Path, name: str, script: str) -> Path:
+    """An executable ``tmp_path/bin/NAME`` running ``script`` (put its folder first on PATH,
+    so the shell script under test calls it instead of the real command)."""
+    fake = tmp_path / "bin" / name
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(script)
+    fake.chmod(0o755)
+    return fake
+
+
 FAKE_PYTHON = """#!/bin/bash
 # stands in for python3 on the device: the GPU tests pass unless TESTS_FAIL is set, the step
 # benchmark writes its --out file (DeltaNet 440 steps/s packed, ON_RATE with --set) after
@@ -260,10 +270,7 @@ def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
     when the compile GPU tests pass and compiled DeltaNet makes >= 1.1x the packed steps. A
     benchmark still running at the call's deadline (here already past: 1 s allowed, 5 s
     taken) is cut short and decides nothing."""
-    fake = tmp_path / "bin" / "python3"
-    fake.parent.mkdir()
-    fake.write_text(FAKE_PYTHON)
-    fake.chmod(0o755)
+    fake = stand_in(tmp_path, "python3", FAKE_PYTHON)
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
                         for name in ("log", "stage_seconds", "compile_check"))
     deadline = "$(date +%s)" if slow else "$(( $(date +%s) + 3600 ))"
@@ -288,11 +295,9 @@ def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path) ->
     """LANES='GPUS:K:PATTERN,...;...': start_sweep launches one detached sweep per lane, on the
     lane's GPUs, with its --per-gpu and each pattern as --only and --first in the lane's order
     (a stand-in python3 records each launch)."""
-    fake = tmp_path / "bin" / "python3"
-    fake.parent.mkdir()
     record = tmp_path / "launches.txt"
-    fake.write_text('#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n')
-    fake.chmod(0o755)
+    fake = stand_in(tmp_path, "python3",
+                    '#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n')
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
                         for name in ("log", "start_sweep", "start_lanes", "launch_sweep"))
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={tmp_path}/work\n'
@@ -324,12 +329,10 @@ def test_the_step_benchmark_waits_for_its_lane_and_gives_up_near_the_deadline(
     """BENCH_GPU=1: bench_when_free times the steps on GPU 1 only once the lane that ran there
     has ended (its sweep's pid), and not at all when under 200 s are left before the
     deadline while it still runs."""
-    fake = tmp_path / "bin" / "python3"
-    fake.parent.mkdir()
     record = tmp_path / "calls.txt"
-    fake.write_text('#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n'
+    fake = stand_in(tmp_path, "python3",
+                    '#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n'
                     'echo "| model | ms |"\n')
-    fake.chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
     # the lane's sweep is no child of the script (setsid nohup): orphan it, so it is reaped
@@ -366,21 +369,18 @@ def test_run_times_the_steps_before_it_starts_a_sweep(tmp_path: Path,
     """BENCH_GPU=1 with no sweep running: `run` (start_or_follow) times the steps on GPU 1
     before the sweep starts, not beside it; with a sweep running it only follows, and leaves
     the timing to bench_when_free (in the background, its pid in $bench)."""
-    fake = tmp_path / "bin" / "python3"
-    fake.parent.mkdir()
     record = tmp_path / "calls.txt"
-    fake.write_text('#!/bin/bash\nsleep 0.3; echo "GPUS=${CUDA_VISIBLE_DEVICES-unset} $*" '
-                    '>>"$RECORD"\n')
-    fake.chmod(0o755)
+    fake = stand_in(tmp_path, "python3", '#!/bin/bash\nsleep 0.3; '
+                    'echo "GPUS=${CUDA_VISIBLE_DEVICES-unset} $*" >>"$RECORD"\n')
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
                         for name in ("log", "bench_steps", "start_or_follow"))
-    stand_ins = (f"sweep_alive() {{ {'true' if sweep_running else 'false'}; }}\n"
+    stubs = (f"sweep_alive() {{ {'true' if sweep_running else 'false'}; }}\n"
                  "pretest() { true; }\ncompile_check() { false; }\n"
                  'start_sweep() { echo "start_sweep GPUS=${CUDA_VISIBLE_DEVICES-unset}" '
                  '>>"$RECORD"; }\n'
                  'bench_when_free() { echo "bench_when_free $1" >>"$RECORD"; }\n')
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"\n'
-              f"deadline=$(( $(date +%s) + 3600 )); bench=\n{functions}{stand_ins}"
+              f"deadline=$(( $(date +%s) + 3600 )); bench=\n{functions}{stubs}"
               'start_or_follow\n[ -n "$bench" ] && wait "$bench"\necho "bench=$bench"')
     env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record), "BENCH_GPU": "1"}
     done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
@@ -401,11 +401,9 @@ def test_run_times_the_steps_before_it_starts_a_sweep(tmp_path: Path,
 def test_a_running_mps_daemon_is_shared_not_started_again(tmp_path: Path) -> None:
     """start_mps on a machine whose MPS daemon an earlier call started (its control socket
     exists): the new runs share it; no second daemon is started (that fails) nor quit."""
-    fake = tmp_path / "bin" / "nvidia-cuda-mps-control"
-    fake.parent.mkdir()
     record = tmp_path / "calls.txt"
-    fake.write_text('#!/bin/bash\necho "mps-control $*" >>"$RECORD"\n')
-    fake.chmod(0o755)
+    fake = stand_in(tmp_path, "nvidia-cuda-mps-control",
+                    '#!/bin/bash\necho "mps-control $*" >>"$RECORD"\n')
     pipe = tmp_path / "mps" / "pipe"
     pipe.mkdir(parents=True)
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
