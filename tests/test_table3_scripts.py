@@ -398,24 +398,34 @@ def test_run_times_the_steps_before_it_starts_a_sweep(tmp_path: Path,
     assert "before starting one" in (tmp_path / "out" / "call.log").read_text()
 
 
-def test_a_running_mps_daemon_is_shared_not_started_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("works", [True, False])
+def test_a_running_mps_daemon_is_shared_not_started_again(tmp_path: Path, works: bool) -> None:
     """start_mps on a machine whose MPS daemon an earlier call started (its control socket
-    exists): the new runs share it; no second daemon is started (that fails) nor quit."""
+    exists): if a CUDA computation through it works, the new runs share it, and no second
+    daemon is started (that fails) nor the first quit; if not, it tries to start one and,
+    that failing, quits it and leaves the runs without MPS."""
     record = tmp_path / "calls.txt"
-    fake = stand_in(tmp_path, "nvidia-cuda-mps-control",
-                    '#!/bin/bash\necho "mps-control $*" >>"$RECORD"\n')
+    stand_in(tmp_path, "nvidia-cuda-mps-control",
+             '#!/bin/bash\necho "mps-control $*" >>"$RECORD"; [ "$*" != -d ]\n')
+    stand_in(tmp_path, "python3", f"#!/bin/bash\n{'true' if works else 'false'}\n")
     pipe = tmp_path / "mps" / "pipe"
     pipe.mkdir(parents=True)
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
-                        for name in ("log", "start_mps"))
+                        for name in ("log", "start_mps", "mps_works"))
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; MPS_DIR={pipe.parent}\n'
-              f'{functions}start_mps\necho "pipe=$CUDA_MPS_PIPE_DIRECTORY"')
-    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record)}
+              f'{functions}start_mps\necho "pipe=${{CUDA_MPS_PIPE_DIRECTORY-unset}}"')
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "RECORD": str(record)}
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(pipe / "control"))
         done = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert not record.exists()
-    assert f"pipe={pipe}" in done.stdout
-    assert "an earlier call's daemon" in (tmp_path / "out" / "call.log").read_text()
+    log = (tmp_path / "out" / "call.log").read_text()
+    if works:
+        assert not record.exists()
+        assert f"pipe={pipe}" in done.stdout
+        assert "an earlier call's daemon" in log
+    else:
+        assert record.read_text().splitlines() == ["mps-control -d", "mps-control "]
+        assert "pipe=unset" in done.stdout
+        assert "MPS did not start" in log

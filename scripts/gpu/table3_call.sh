@@ -126,21 +126,27 @@ compile_check() {
 
 start_mps() {
   # One MPS control daemon for the machine; the sweep's processes inherit the pipe directory.
+  # An earlier call's daemon on this warm machine is shared if it works: starting a second one
+  # fails, and quitting it dropped session 15's new runs to taking turns on the GPU.
   export CUDA_MPS_PIPE_DIRECTORY=$MPS_DIR/pipe CUDA_MPS_LOG_DIRECTORY=$MPS_DIR/log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if [ -S "$CUDA_MPS_PIPE_DIRECTORY/control" ]; then  # an earlier call's, on this warm machine:
-    # starting a second fails, and quitting it dropped session 15's new runs to taking turns
+  if [ -S "$CUDA_MPS_PIPE_DIRECTORY/control" ] && mps_works; then
     log "MPS is up (an earlier call's daemon); the new runs share it"; return
   fi
-  if nvidia-cuda-mps-control -d >>"$L/mps.log" 2>&1 && timeout 60 python3 -c \
-      "import torch; x = torch.ones(4, device='cuda'); assert (x + 1).sum().item() == 8" \
-      >>"$L/mps.log" 2>&1; then
+  if nvidia-cuda-mps-control -d >>"$L/mps.log" 2>&1 && mps_works; then
     log "MPS is up: $(echo get_server_list | nvidia-cuda-mps-control 2>&1 | tr '\n' ' ')"
   else
     log "MPS did not start ($L/mps.log); the runs take turns on the GPU"
     echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
   fi
+}
+
+mps_works() {
+  # a CUDA computation through the daemon of $CUDA_MPS_PIPE_DIRECTORY
+  timeout 60 python3 -c \
+    "import torch; x = torch.ones(4, device='cuda'); assert (x + 1).sum().item() == 8" \
+    >>"$L/mps.log" 2>&1
 }
 
 start_sweep() {
