@@ -112,4 +112,3 @@ def _draw_panel(ax, runs: list, colour: dict) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.grid(alpha=0.3)
-

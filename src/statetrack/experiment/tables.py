@@ -133,11 +133,13 @@ def constant_floors(run_dirs: list[Path]) -> dict[str, tuple[str, float]]:
     )
 
     floors: dict[str, tuple[str, float]] = {}
+    seen: set[str] = set()
     for run_dir in run_dirs:
         config = yaml.safe_load((Path(run_dir) / rundir.CONFIG).read_text())
         column = task_label(config["task"])
-        if column in floors:
+        if column in seen:
             continue
+        seen.add(column)
         floor = constant_floor(config)
         if floor is not None:
             num_classes = answer_shares(config)[0].num_classes  # cached by constant_floor
