@@ -48,6 +48,7 @@ def changed(section: str, key: str, value: object) -> dict:
     ("model", "n_layers", 1.5, ["model.n_layers", "int"]),
     ("training", "device", "gpu", ["training.device", "auto, cpu, cuda"]),
     ("model", "mlp", "relu", ["model.mlp", "swiglu"]),
+    ("model", "init", "xavier", ["model.init", "torch, fla"]),
     ("training", "warmup_steps", 99, ["training.warmup_steps", "training.steps"]),
     ("model", "mixer", "rnn", ["model.mixer", "deltanet", "mamba"]),
 ])

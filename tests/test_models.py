@@ -86,8 +86,39 @@ def test_token_by_token_equals_whole_sequence(name: str) -> None:
     ({"mixer": "attention", "mixer_options": {"eig_range": [-1, 1]}},
      "model.mixer_options.eig_range"),
     ({"mixer_options": {"num_head": 4}}, "model.mixer_options"),
+    ({"init": "xavier"}, "model.init"),
+    ({"mixer": "mamba", "init": "fla"}, "model.init"),
 ])
 def test_bad_config_names_the_key(changes: dict, key: str) -> None:
     cfg = dataclasses.replace(ModelConfig(vocab_size=VOCAB, d_model=32), **changes)
     with pytest.raises(ValueError, match=rf"^{key}\b"):
         SequenceModel(cfg)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_fla_init_draws_weights_at_std_002_and_scales_the_residual_writes(n_layers: int) -> None:
+    """init: fla: every Linear, Conv1d and embedding weight ~ N(0, 0.02²), biases 0, the two
+    residual writes per block (mixer o_proj, MLP down) at 0.02 / √(2 · n_layers); norm gains
+    stay 1. The default keeps PyTorch's wider init (the conv taps above all)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=VOCAB, d_model=128, n_layers=n_layers, mlp_ratio=6.0,
+                      init="fla", mixer_options={"eig_range": [-1, 1]})
+    model = SequenceModel(cfg)
+    scaled = 0.02 / (2 * n_layers) ** 0.5
+    for name, p in model.named_parameters():
+        if name.endswith(("o_proj.weight", "mlp.down.weight")):
+            want = scaled
+        elif name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+            continue
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+            continue
+        else:
+            want = 0.02
+        assert abs(p.mean().item()) < 0.2 * want, name
+        assert p.std().item() == pytest.approx(want, rel=0.15), name
+    torch.manual_seed(0)
+    default = SequenceModel(dataclasses.replace(cfg, init="torch"))
+    conv = default.blocks[0].mixer.k_conv.conv.weight
+    assert conv.std().item() > 10 * 0.02  # uniform in ±4^-½: std 0.29

@@ -68,3 +68,20 @@ def test_readme_gpu_key_check_is_what_statetrack_table_prints(
         "deltanet_neg (unit_keys=False)", "deltanet_neg (unit_keys=True)"]
     readme = (RESULTS.parent / "README.md").read_text()
     assert all(row in readme for row in rows)
+
+
+def test_readme_fla_init_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's DeltaNet rows with fla's init are `statetrack table results/table3/parity
+    results/deltanet_fla_init`: each DeltaNet name split into its two models, Table 3's and
+    fla's, never pooled."""
+    assert main(["table", str(RESULTS / "table3" / "parity"),
+                 str(RESULTS / "deltanet_fla_init")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| deltanet")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "deltanet (init=fla, mlp_ratio=6.0)", "deltanet (init=torch, mlp_ratio=4.0)",
+        "deltanet_neg (init=fla, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"]
+    readme = (RESULTS.parent / "README.md").read_text()
+    assert all(row in readme for row in rows)

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from statetrack.eig import EigRange
-from statetrack.models.config import MLP_KINDS, ModelConfig
+from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -74,6 +74,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.device": ("auto", "cpu", "cuda"),
     "training.precision": ("auto", "bf16", "fp32"),
     "model.mlp": MLP_KINDS,
+    "model.init": INIT_SCHEMES,
 }
 POSITIVE = {"training.steps", "training.batch_size", "training.lr", "training.log_every",
             "training.adam_eps", "training.grad_clip", "evaluation.n", "evaluation.batch_size",

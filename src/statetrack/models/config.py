@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MLP_KINDS = ("swiglu", "gelu", "none")
+INIT_SCHEMES = ("torch", "fla")
 
 
 @dataclass
@@ -25,3 +26,7 @@ class ModelConfig:
     mlp: str = "swiglu"  # "swiglu" | "gelu" | "none"
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
+    # "torch": each layer's PyTorch default (Linear, Conv1d: uniform in ±fan_in^-½); "fla":
+    # flash-linear-attention's init of its DeltaNet models, which the paper's DeltaNet runs used
+    # (SequenceModel.init_fla); DeltaNet only
+    init: str = "torch"

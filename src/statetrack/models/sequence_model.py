@@ -11,9 +11,13 @@ from torch import nn
 
 from statetrack.layers import MIXERS, build_mixer
 from statetrack.layers._common import NORM_TYPES
-from statetrack.models.config import MLP_KINDS, ModelConfig
+from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
 
 NO_DECAY_NAMES = ("A_log", "D")
+FLA_INIT_MIXERS = ("deltanet",)
+"""The mixers ``init: fla`` is defined for: their Linear and Conv1d layers have no init of
+their own (Mamba's Δ projection and the xLSTM gates do)."""
+FLA_INIT_STD = 0.02  # flash-linear-attention's ``initializer_range``
 """Parameter names (besides norm gains and biases) exempt from weight decay."""
 
 
@@ -32,6 +36,12 @@ def validate_config(cfg: ModelConfig) -> None:
         raise ValueError(f"model.mlp_ratio: expected a number > 0, got {cfg.mlp_ratio!r}")
     if not isinstance(cfg.norm_eps, (int, float)) or not cfg.norm_eps > 0:
         raise ValueError(f"model.norm_eps: expected a number > 0, got {cfg.norm_eps!r}")
+    if cfg.init not in INIT_SCHEMES:
+        raise ValueError(f"model.init: expected one of {', '.join(INIT_SCHEMES)}, "
+                         f"got {cfg.init!r}")
+    if cfg.init == "fla" and cfg.mixer not in FLA_INIT_MIXERS:
+        raise ValueError(f"model.init: 'fla' is defined for mixer(s) {', '.join(FLA_INIT_MIXERS)} "
+                         f"only, got mixer {cfg.mixer!r}")
     if not isinstance(cfg.mixer_options, dict):
         raise ValueError(f"model.mixer_options: expected a mapping, got {cfg.mixer_options!r}")
 
@@ -106,6 +116,29 @@ class SequenceModel(nn.Module):
                 block.mixer.set_block_position(i, cfg.n_layers)
         self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.init == "fla":
+            self.init_fla()
+
+    @torch.no_grad()
+    def init_fla(self) -> None:
+        """flash-linear-attention's init of its DeltaNet models (GPT-2's scheme), which the
+        paper's DeltaNet runs used: every Linear and Conv1d weight (projections, short
+        convolutions, MLP, head) and the embedding drawn from N(0, 0.02²), biases zero, then
+        each block's two writes to the residual stream (the mixer's ``o_proj`` and the MLP's
+        ``down``) divided by √(2 · n_layers). Norm gains and the mixer's own parameters
+        (``A_log``, ``dt_bias``) keep theirs. PyTorch's default instead draws a Linear weight
+        uniformly in ±fan_in^-½ (std 0.051 at fan_in 128) and a depthwise conv's in ±kernel^-½
+        (std 0.29 at kernel 4), 2.5× and 14× wider."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Embedding)):
+                nn.init.normal_(module.weight, std=FLA_INIT_STD)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+        scale = (2 * len(self.blocks)) ** -0.5
+        for block in self.blocks:
+            block.mixer.o_proj.weight.mul_(scale)
+            if block.mlp is not None:
+                block.mlp.down.weight.mul_(scale)
 
     def forward(
         self, tokens: torch.Tensor, state: list[Any] | None = None
