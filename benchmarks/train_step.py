@@ -200,9 +200,17 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="SECTION.KEY=VALUE",
                         help="override a value of each config (repeatable)")
     parser.add_argument("--out", type=Path, help="JSON records (default: print only)")
+    parser.add_argument("--table", type=Path, metavar="JSON",
+                        help="print the table of one step alone from a run's JSON, and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one copy of --concurrent
     parser.add_argument("--go", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.table:
+        try:
+            print(markdown_table(json.loads(args.table.read_text())))
+        except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+            parser.error(f"--table {args.table}: {err}")
+        return 0
     if args.worker:
         worker(args.worker, args.device, args.warmup, args.seconds, args.go, args.overrides)
         return 0
@@ -227,14 +235,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def table_head(modes: list[str]) -> list[str]:
+    return [f"| model | {' | '.join(f'{m} ms (steps/s)' for m in modes)} | graphs/eager |",
+            f"|---|{'---|' * len(modes)}---|"]
+
+
+def table_row(name: str, ms: dict[str, float]) -> str:
+    """One model's row: ms (steps/s) per mode, and graphs over eager where both ran."""
+    ratio = f"{ms['graphs'] / ms['eager']:.2f}" if "graphs" in ms and "eager" in ms else "—"
+    cells = " | ".join(f"{v:.2f} ({1e3 / v:.0f})" for v in ms.values())
+    return f"| {name} | {cells} | {ratio} |"
+
+
+def markdown_table(records: list[dict]) -> str:
+    """The table of one step alone, as the run printed it, from its JSON records."""
+    ms: dict[str, dict[str, float]] = {}
+    for record in records:
+        if record.get("op") == "train_step":
+            ms.setdefault(record["model"], {})[record["mode"]] = record["ms"]
+    if not ms:
+        raise ValueError("no train_step records (the table of one step alone) in the JSON")
+    modes = list(next(iter(ms.values())))
+    return "\n".join([*table_head(modes), *(table_row(name, v) for name, v in ms.items())])
+
+
 def report_alone(args: argparse.Namespace, where: str) -> list[dict]:
     """The table of one step alone (eager, and from CUDA graphs on a GPU) per model, then the
     --profile lists, and their records."""
     modes = [("eager", False), ("graphs", True)] if args.device == "cuda" else [("eager", False)]
     records: list[dict] = []
     print(f"training step, parity configs, {where}")
-    print(f"| model | {' | '.join(f'{m} ms (steps/s)' for m, _ in modes)} | graphs/eager |")
-    print(f"|---|{'---|' * len(modes)}---|")
+    print("\n".join(table_head([mode for mode, _ in modes])))
     for name in args.models:
         ms = {mode: time_model(name, args.device, graphs, args.warmup, args.steps,
                                args.overrides)
@@ -243,9 +274,7 @@ def report_alone(args: argparse.Namespace, where: str) -> list[dict]:
             records.append({"op": "train_step", "model": name, "config": f"parity/{name}.yaml",
                             "mode": mode, "ms": value, "steps_per_s": 1e3 / value,
                             "overrides": args.overrides, "device": where})
-        ratio = f"{ms['graphs'] / ms['eager']:.2f}" if "graphs" in ms else "—"
-        cells = " | ".join(f"{v:.2f} ({1e3 / v:.0f})" for v in ms.values())
-        print(f"| {name} | {cells} | {ratio} |", flush=True)
+        print(table_row(name, ms), flush=True)
     for name in args.models if args.profile else []:
         kernels, count, total = profile_model(name, args.device, args.warmup, args.profile,
                                               args.overrides)

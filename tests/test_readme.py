@@ -49,3 +49,21 @@ def test_readme_scan_table_is_the_committed_benchmark() -> None:
     # and it is the layout selective_scan uses by default
     ti = pytest.importorskip("statetrack.ops.selective_scan.triton_impl")
     assert table == bench.markdown_table(records, ti.LAYOUT)
+
+
+@pytest.mark.parametrize("name", ["h200_train_step_s16.json", "h200_train_step_compiled_s16.json"])
+def test_readme_train_step_tables_are_the_committed_benchmark(name: str) -> None:
+    """The README's steps/s tables are what ``benchmarks/train_step.py --table`` prints for the
+    committed H200 JSON, and the session-16 run's own printed table is the same."""
+    import json
+
+    from repo_scripts import load_script
+
+    root = README.parent
+    bench = load_script("benchmarks/train_step.py")
+    records = json.loads((root / "benchmarks" / "results" / name).read_text())
+    table = bench.markdown_table(records)
+    assert len(table.splitlines()) == 2 + len({r["model"] for r in records})
+    assert table in README.read_text()
+    log = (root / "benchmarks" / "results" / "logs" / name.replace(".json", ".log")).read_text()
+    assert table in log

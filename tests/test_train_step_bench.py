@@ -51,3 +51,25 @@ def test_only_concurrent_skips_the_table_of_one_step_alone(tmp_path: Path) -> No
     assert [r["op"] for r in json.loads(out.read_text())] == ["train_step_concurrent"]
     with pytest.raises(SystemExit):
         bench.main(["--models", "mamba_neg", "--device", "cpu", "--only-concurrent"])
+
+
+def test_table_from_the_json_is_the_table_the_run_printed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--table JSON rebuilds, row for row, the table a run printed from the records it wrote;
+    a JSON without step records is an error naming the file."""
+    bench = load_script("benchmarks/train_step.py")
+    out = tmp_path / "records.json"
+    args = ["--models", "mamba_neg", "deltanet", "--device", "cpu", "--warmup", "1",
+            "--steps", "3", "--out", str(out)]
+    for item in TINY:
+        args += ["--set", item]
+    assert bench.main(args) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert len(printed) == 2 + 2
+    assert bench.main(["--table", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == printed
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    with pytest.raises(SystemExit):
+        bench.main(["--table", str(empty)])
+    assert str(empty) in capsys.readouterr().err
