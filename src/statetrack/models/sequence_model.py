@@ -14,11 +14,11 @@ from statetrack.layers._common import NORM_TYPES
 from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
 
 NO_DECAY_NAMES = ("A_log", "D")
+"""Parameter names (besides norm gains and biases) exempt from weight decay."""
 FLA_INIT_MIXERS = ("deltanet",)
 """The mixers ``init: fla`` is defined for: their Linear and Conv1d layers have no init of
 their own (Mamba's Δ projection and the xLSTM gates do)."""
 FLA_INIT_STD = 0.02  # flash-linear-attention's ``initializer_range``
-"""Parameter names (besides norm gains and biases) exempt from weight decay."""
 
 
 def validate_config(cfg: ModelConfig) -> None:
