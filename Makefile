@@ -4,6 +4,8 @@ VENV ?= .venv
 # The CPU wheel of torch; override for a CUDA build, e.g. `make test TORCH_SPEC=torch`.
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# pytest-xdist workers for `make test` (0: one process); two halve the suite's time on CI's 2 cores
+TEST_WORKERS ?= 2
 
 .PHONY: install dev test lint demo bench-cpu table3-plots clean
 
@@ -25,7 +27,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 test: dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: dev
 	$(BIN)/ruff check src tests benchmarks

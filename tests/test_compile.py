@@ -146,33 +146,42 @@ def test_compile_must_be_true_or_false() -> None:
         validate(raw)
 
 
-def test_compiled_training_equals_eager_training(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """One compiled tiny DeltaNet [−1, 1] run, checkpointed every 4 steps: (config, run
+    directory, summary). Compiling is most of the tests' time, so the tests that compare
+    against a compiled run share this one."""
+    config = tiny(compile=True, checkpoint_every=4)
+    run_dir = tmp_path_factory.mktemp("compiled") / "whole"
+    return config, run_dir, train_compiled(config, run_dir)
+
+
+def test_compiled_training_equals_eager_training(tmp_path: Path, compiled_run) -> None:  # noqa: ANN001
     """12 steps of DeltaNet [−1, 1] with ``training.compile`` log the same losses and
     accuracies as the eager loop (fused float32 may round differently), and the run's config
     records the setting."""
-    train(tiny(), tmp_path / "eager", quiet=True)
-    compiled = train_compiled(tiny(compile=True), tmp_path / "compiled")
-    a, b = logged(tmp_path / "eager"), logged(tmp_path / "compiled")
+    _, compiled_dir, compiled = compiled_run
+    train(tiny(checkpoint_every=4), tmp_path / "eager", quiet=True)
+    a, b = logged(tmp_path / "eager"), logged(compiled_dir)
     assert [sorted(r) for r in a] == [sorted(r) for r in b]
     for r, s in zip(a, b, strict=True):
         for key in ("loss", "accuracy"):
             assert s[key] == pytest.approx(r[key], rel=1e-5, abs=1e-6), (r["step"], key)
-    assert "compile: true" in (tmp_path / "compiled" / "config.yaml").read_text()
+    assert "compile: true" in (compiled_dir / "config.yaml").read_text()
     assert compiled["steps"] == 12
 
 
 def test_a_compiled_run_resumes_to_the_same_weights_bitwise(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled_run) -> None:  # noqa: ANN001
     """Cut after its checkpoint at step 4 and resumed, a compiled run ends with bitwise the
     weights and metrics of the same run trained whole."""
-    config = tiny(compile=True, checkpoint_every=4)
-    train_compiled(config, tmp_path / "whole")
+    config, whole, _ = compiled_run
     with monkeypatch.context() as m:
         stop_at(m, 6)
         with pytest.raises(Interrupt):
             train(config, tmp_path / "cut", quiet=True)
     train(config, tmp_path / "cut", resume=True, quiet=True)
-    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+    assert_same_run(whole, tmp_path / "cut")
 
 
 GPU_MIXERS = [("deltanet", {"num_heads": 2, "eig_range": [-1, 1]}),
