@@ -30,7 +30,7 @@ test: dev
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 demo: install
 	$(BIN)/statetrack demo
