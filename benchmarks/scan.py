@@ -150,10 +150,9 @@ def max_rel_err(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 
 
 def sweep_pipe() -> None:
-    """Time tiles of the "chunk_pipe" kernels at every shape ([−1, 1]), each forced for both
-    of PIPE_TILES' sets: forward tiles (forward only), backward tiles (forward+backward, the
-    forward at "many"'s) and whole (forward, backward) pairs, each replayed from a CUDA graph
-    (kernel time: at (256, 40, 256) the host's launch work would hide it). Every tile's y and
+    """Time (forward, backward) tile pairs of the "chunk_pipe" kernels at every shape ([−1, 1]),
+    each forced for every shape, forward+backward replayed from a CUDA graph (kernel time: at
+    (256, 40, 256) the host's launch work would hide it). Every tile's y and
     gradients are first compared with the "chunk" layout's (GPU-tested) at the same shape: a
     tile that disagrees by more than 2e-2 (bf16) is reported as WRONG, so a fast but broken
     tile cannot win; one that fails to compile or run is reported as FAILED and the sweep goes
@@ -163,11 +162,10 @@ def sweep_pipe() -> None:
     from statetrack.ops.selective_scan import triton_impl as ti
 
     base = ti.PIPE_TILES
-    base_f, base_b = base.many
 
     def tile(bt: int, bd: int, nw: int, cap: int | None = None, parts: int = 1, bfly: int = 0,
-             rbt: int | None = None) -> ti.ScanConfig:
-        return ti.ScanConfig(BT=bt, BD=bd, SEG=64, num_warps=nw, maxnreg=cap, parts=parts,
+             rbt: int | None = None, seg: int = 64) -> ti.ScanConfig:
+        return ti.ScanConfig(BT=bt, BD=bd, SEG=seg, num_warps=nw, maxnreg=cap, parts=parts,
                              bfly=bfly, RBT=rbt)
 
     def name(c: ti.ScanConfig) -> str:
@@ -191,36 +189,29 @@ def sweep_pipe() -> None:
         print(f"sweep chunk_pipe {kind} {shape} {label}: {ms:.3f} ms graph  (err {err:.1e})"
               f"{flag}", flush=True)
 
-    # Session 10's sweeps (logs/h200_scan_pipe_s10.log, h200_scan_sweep_s10.log) settled the
-    # tiles: register caps and splits in time lost at every shape but the host-bound
-    # (256, 40, 256), and of the backwards (4, 8) / (2, 8) / (1, 8) / (2, 4) / (4, 4) at 1 warp
-    # (254 / 243 / 168 / 165 / 223 registers offline) (4, 8) won everywhere. The forwards that
-    # won somewhere ((4, 16) / (8, 16) / (16, 8): 178 / 254 / 218 registers) stay, as a check.
-    # In session 11's sweep (logs/h200_scan_sweep_s11.log) two more for small grids, (16, 4)
-    # and (32, 4) (1536 programs at (4, 8192, 1536)), were slower than one of these everywhere
-    forwards = [tile(4, 16, 1), tile(8, 16, 1), tile(16, 8, 1)]
-    # Session 11's sweeps (logs/h200_scan_sweep_s11.log, _s11_call2.log) set the backward at
-    # (4, 8, 1) with the recompute in chunks of RBT = 16 and the dB/dC butterfly at bfly = 4
-    # (8 and 32, bfly 1 and 2 lost); session 12's (logs/h200_scan_sweep_s12.log) found the
-    # reverse loop at 2 steps a chunk 26–33% slower. Against it now: register caps. At 255
-    # registers (offline) a multiprocessor holds 8 of its one-warp programs; a cap of 224 / 200
-    # / 168 fits 9 / 10 / 12, more to hide each program's serial latency, at the price of
-    # spills (offline, stores 24 / 104 / 204 / 396 B a thread; `kernel_resources.py
-    # selective_scan --kernels ss_pipe_bwd --grid BT=4 BD=8 BFLY=4 RBT=16 --warps 1 --maxnreg
-    # 255 224 200 168`); caps lost in session 10 on the backward before RBT and bfly
-    backwards = [tile(4, 8, 1, bfly=4, rbt=16), tile(4, 8, 1, cap=224, bfly=4, rbt=16),
-                 tile(4, 8, 1, cap=200, bfly=4, rbt=16), tile(4, 8, 1, cap=168, bfly=4, rbt=16)]
-    pairs = [(base.few[0], base.few[1]), (base.fewest[0], base.fewest[1])]
+    # Sessions 10-12 settled the recomputing tiles (logs/h200_scan_pipe_s10.log,
+    # h200_scan_sweep_s10.log, _s11.log, _s11_call2.log, _s12.log): forwards (4, 16), (8, 16)
+    # and (16, 8) at 1 warp, each best somewhere; the backward (4, 8, 1) with its recompute in
+    # chunks of RBT = 16 and the dB/dC butterfly at bfly = 4. Session 16's register caps (224 /
+    # 200 / 168) lost at every shape (logs/h200_scan_sweep_s16.log). Against the default sets
+    # now: dense pairs (SEG = BT: the forward saves the state entering every chunk and the
+    # backward recomputes nothing, for 64 / BT times the recomputing sets' saved-state memory):
+    # the backward at BD 8 and 16 (without the recompute's registers a wider tile may fit),
+    # the forward at BD 16 and 8, and BT 8
+    dense = [(tile(4, 16, 1, seg=4), tile(4, 8, 1, bfly=4, seg=4)),
+             (tile(4, 16, 1, seg=4), tile(4, 16, 1, bfly=4, seg=4)),
+             (tile(4, 8, 1, seg=4), tile(4, 8, 1, bfly=4, seg=4)),
+             (tile(8, 16, 1, seg=8), tile(8, 8, 1, bfly=4, seg=8))]
+    pairs = [base.many, base.few, base.fewest] + dense
     for shape in SHAPES:
         set_layout("chunk")
         truth = grads_of(shape)
         set_layout("chunk_pipe")
-        for f in forwards:
-            line("fwd", shape, f, base_b, name(f), truth)
-        for b in backwards:
-            line("fwdbwd", shape, base_f, b, f"bwd {name(b)}", truth)
         for f, b in pairs:
-            line("fwdbwd", shape, f, b, f"pair fwd {name(f)} / bwd {name(b)}", truth)
+            Bsz, T, Dm, N = shape
+            states_mb = Bsz * -(-T // f.SEG) * N * Dm * 4 / 2**20
+            line("fwdbwd", shape, f, b, f"pair fwd {name(f)} / bwd {name(b)} SEG={f.SEG} "
+                 f"(saved states {states_mb:.0f} MiB)", truth)
     ti.PIPE_TILES = base
 
 

@@ -296,11 +296,16 @@ def test_grad_buffers_keep_parameter_sums_apart_from_dB_dC() -> None:
 
 
 def test_recompute_chunk_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``ScanConfig.RBT`` must be a multiple of BT that divides SEG, and only chunk_pipe's
-    backward takes one other than BT (refused before any kernel runs)."""
+    """``ScanConfig.SEG`` must be a multiple of BT, ``RBT`` a multiple of BT that divides SEG,
+    and only chunk_pipe's backward takes an RBT other than BT (refused before any kernel
+    runs)."""
     from statetrack.ops.selective_scan import triton_impl as ti
 
     ti.ScanConfig(BT=4, SEG=64, RBT=16)
+    ti.ScanConfig(BT=4, SEG=4)  # dense: a state saved at every chunk
+    for seg in (2, 6, 66):
+        with pytest.raises(ValueError, match="ScanConfig.SEG: expected a multiple of BT = 4"):
+            ti.ScanConfig(BT=4, SEG=seg)
     for rbt in (6, 128, 24):
         with pytest.raises(ValueError, match="ScanConfig.RBT"):
             ti.ScanConfig(BT=4, SEG=64, RBT=rbt)
@@ -437,6 +442,15 @@ INTERPRETED = textwrap.dedent("""
         ti.PIPE_TILES = dataclasses.replace(
             ti.PIPE_TILES, many=(f, dataclasses.replace(b, RBT=rbt)), many_per_sm=1)
         tst.ss_check(inputs, EigRange(-1.0, 1.0), torch.float32, 1e-4)
+    # dense (SEG = BT): the forward saves every chunk's entering state and the backward
+    # recomputes nothing; T = 21 ends inside a chunk; whole, then split in 3 parts of 11 chunks
+    dense = (ti.ScanConfig(BT=2, BD=4, SEG=2, num_warps=1), ti.ScanConfig(BT=2, BD=4, SEG=2))
+    for parts in (1, 3):
+        pair = tuple(dataclasses.replace(c, parts=parts) for c in dense)
+        ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many=pair, many_per_sm=1)
+        assert ti.pipe_tiles(2, 21, 6, torch.device("cpu")) == pair
+        tst.ss_check(inputs, EigRange(-1.0, 1.0), torch.float32, 1e-4)
+        tst.state_only_check(inputs, EigRange(-1.0, 1.0))
     print("interpreted kernels ok")
 """)
 
@@ -513,6 +527,30 @@ def test_recompute_chunk_matches_reference(rbt: int, T: int, dtype: torch.dtype,
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
         ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0))
     inputs = ss_inputs(2, T, 84, 16, "cuda", torch.Generator().manual_seed(T + rbt))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize(("T", "parts"), [(1, 1), (63, 1), (65, 1), (1000, 1), (1000, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.usefixtures("nan_empty")
+def test_dense_backward_matches_reference(T: int, parts: int, dtype: torch.dtype,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """chunk_pipe with SEG = BT (dense: the forward saves every chunk's entering state, the
+    backward recomputes nothing), whole and split in 3 parts, with the butterfly, equals the
+    float64 loop at [−1, 1]; 84 channels, so the last block is partial."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    pair = (ti.ScanConfig(BT=4, BD=16, SEG=4, num_warps=1, parts=parts),
+            ti.ScanConfig(BT=4, BD=8, SEG=4, num_warps=1, bfly=4, parts=parts))
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        ti.PIPE_TILES, many=pair, many_per_sm=0, short_T=0))
+    inputs = ss_inputs(2, T, 84, 16, "cuda", torch.Generator().manual_seed(T + parts))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
 
 

@@ -211,18 +211,26 @@ def _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, s0, o_d, o_
 
 
 @triton.jit
-def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD,
-                          b_dbias, b_A, b_A2, b_bias, b_D, i_b, s0, o_d, o_n, m_d, m_n, T, Dm,
-                          N, lo, width, NP: tl.constexpr, BT: tl.constexpr, BD: tl.constexpr,
-                          NC: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-                          BFLY: tl.constexpr = 0):
-    """PIPE: the segment's chunks last to first, chunk c−1's loads (inputs and its entering
-    state from the scratch) issued before chunk c's scans; only the chunks that hold steps
-    before T (a short last segment has fewer than NC). Returns the carry and the sums."""
-    n_c = tl.minimum(NC, tl.cdiv(T - s0, BT))
+def _load_state(p, m, MASKED: tl.constexpr):
+    """An ``[NP, BD]`` state tile: the scratch (whole tiles, no mask) or the forward's saved
+    states (``[B, ·, N, Dm]``, masked to N and Dm)."""
+    if MASKED:
+        return tl.load(p, mask=m, other=0.0)
+    return tl.load(p)
+
+
+@triton.jit
+def _reverse_chunks_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, sc_stride, m_sc,
+                         b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, s0, n_c, o_d,
+                         o_n, m_d, m_n, T, Dm, N, lo, width, BT: tl.constexpr,
+                         SC_MASKED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                         BFLY: tl.constexpr = 0):
+    """PIPE: the n_c chunks from step s0 last to first, chunk c−1's loads (inputs and its
+    entering state, the ``[NP, BD]`` pointer tile ``o_sc + c·sc_stride``, masked by ``m_sc``
+    when SC_MASKED) issued before chunk c's scans. Returns the carry and the sums."""
     n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, s0 + (n_c - 1) * BT,
                                                 o_d, o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
-    n_hc = tl.load(o_sc + (n_c - 1) * NP * BD)
+    n_hc = _load_state(o_sc + (n_c - 1) * sc_stride, m_sc, SC_MASKED)
     for i_rc in range(n_c):
         i_c = n_c - 1 - i_rc
         t0 = s0 + i_c * BT
@@ -230,7 +238,7 @@ def _reverse_segment_pipe(x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, 
         # chunk c − 1 (before step 0 all masked; the scratch index clamped, its value unused)
         n_x, n_dt, n_B, n_C, n_dy, n_z = _bwd_loads(x, dt, Bm, Cm, z, dy, i_b, t0 - BT, o_d,
                                                     o_n, m_d, m_n, T, Dm, N, BT, HAS_Z)
-        n_hc = tl.load(o_sc + tl.maximum(i_c - 1, 0) * NP * BD)
+        n_hc = _load_state(o_sc + tl.maximum(i_c - 1, 0) * sc_stride, m_sc, SC_MASKED)
         b_p, c_dA, c_dD, c_dbias = _bwd_steps(
             dx, ddt, dz, dB, dC, b_x, b_dt, b_B, b_C, b_dy, b_z, b_hc, b_p, b_A, b_A2, b_bias,
             b_D, i_b, t0, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
@@ -299,12 +307,15 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
 
     PIPE: the two chunk loops without branches, over the segment's chunks that hold steps
     before T, each issuing the next chunk's loads before this chunk's scans
-    (``_recompute_segment_pipe``, ``_reverse_segment_pipe``); steps past T within a chunk are
+    (``_recompute_segment_pipe``, ``_reverse_chunks_pipe``); steps past T within a chunk are
     masked (a = 1, b = 0, dh = 0, Δ = 0: the identity with no gradient), so results are the
     same. (Session 5 ran all SEG / BT chunks of a short last segment: 16 instead of 10 at
     T = 40, where the layout was then slower than "chunk".) RBT (PIPE; 0: BT) is the
     recompute's chunk, a multiple of BT dividing SEG: it stores the reverse loop's entering
-    states from within its larger scan."""
+    states from within its larger scan. PIPE with SEG = BT is DENSE: the forward saved the
+    state entering every chunk, so one reverse loop reads them and nothing is recomputed (the
+    scratch is not read); hseg is then ``[B, cdiv(T, BT), N, Dm]``, BT / SEG times the
+    memory."""
     i_d = tl.program_id(0)
     i_b = tl.program_id(1).to(tl.int64)
     row = i_b  # of the scratch: one per (batch row, part)
@@ -331,36 +342,47 @@ def ss_bwd_kernel(x, dt, A, Bm, Cm, D, z, dt_bias, hseg, dy, dhT,
     b_dbias = tl.zeros([BD], dtype=tl.float32)
     NC: tl.constexpr = SEG // BT
     o_sc = scratch + pid * NC * NP * BD + o_n[:, None] * BD + tl.arange(0, BD)[None, :]
-    for i_r in range(seg_hi - seg_lo):
-        i_s = seg_hi - 1 - i_r
-        b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm + o_d[None, :],
-                      mask=m_nd, other=0.0)
-        tl.debug_barrier()  # the previous segment's scratch reads are done
-        if PIPE:  # both loops issue the next chunk's loads before this chunk's scans
-            b_h = _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b, i_s * SEG,
-                                          o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP, BT, BD,
-                                          NC, RBT if RBT > 0 else BT)
-            tl.debug_barrier()  # scratch written by other threads of this program
-            b_p, b_dA, b_dD, b_dbias = _reverse_segment_pipe(
-                x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, b_p, b_dA, b_dD, b_dbias, b_A,
-                b_A2, b_bias, b_D, i_b, i_s * SEG, o_d, o_n, m_d, m_n, T, Dm, N, lo, width, NP,
-                BT, BD, NC, HAS_D, HAS_Z, BFLY)
-        else:
-            for i_c in range(NC):
-                t0 = i_s * SEG + i_c * BT
-                tl.store(o_sc + i_c * NP * BD, b_h)
-                if t0 + BT < T:  # the last chunk's end state is never needed
-                    b_h = _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d, o_n,
-                                           m_d, m_n, T, Dm, N, lo, width, BT)
-            tl.debug_barrier()  # scratch written by other threads of this program
-            for i_rc in range(NC):
-                i_c = NC - 1 - i_rc
-                t0 = i_s * SEG + i_c * BT
-                if t0 < T:
-                    b_p, b_dA, b_dD, b_dbias = _bwd_step(
-                        x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
-                        b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d, o_n,
-                        m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
+    if PIPE and SEG == BT:
+        # DENSE: the forward saved the state entering every chunk (hseg [B, cdiv(T, BT), N,
+        # Dm]), so there is nothing to recompute: one reverse loop over the part's chunks
+        p_hs = hseg + i_b * n_seg * N * Dm + o_n[:, None] * Dm + o_d[None, :]
+        b_p, b_dA, b_dD, b_dbias = _reverse_chunks_pipe(
+            x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, p_hs + seg_lo * N * Dm, N * Dm, m_nd,
+            b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, seg_lo * BT, seg_hi - seg_lo,
+            o_d, o_n, m_d, m_n, T, Dm, N, lo, width, BT, True, HAS_D, HAS_Z, BFLY)
+    else:
+        for i_r in range(seg_hi - seg_lo):
+            i_s = seg_hi - 1 - i_r
+            b_h = tl.load(hseg + (i_b * n_seg + i_s) * N * Dm + o_n[:, None] * Dm
+                          + o_d[None, :], mask=m_nd, other=0.0)
+            tl.debug_barrier()  # the previous segment's scratch reads are done
+            if PIPE:  # both loops issue the next chunk's loads before this chunk's scans
+                b_h = _recompute_segment_pipe(x, dt, Bm, b_h, b_A2, b_bias, o_sc, i_b,
+                                              i_s * SEG, o_d, o_n, m_d, m_n, T, Dm, N, lo,
+                                              width, NP, BT, BD, NC, RBT if RBT > 0 else BT)
+                tl.debug_barrier()  # scratch written by other threads of this program
+                # the segment's chunks that hold steps before T (a short last one has fewer)
+                b_p, b_dA, b_dD, b_dbias = _reverse_chunks_pipe(
+                    x, dt, Bm, Cm, z, dy, dx, ddt, dz, dB, dC, o_sc, NP * BD, m_nd, b_p, b_dA,
+                    b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, i_s * SEG,
+                    tl.minimum(NC, tl.cdiv(T - i_s * SEG, BT)), o_d, o_n, m_d, m_n, T, Dm, N,
+                    lo, width, BT, False, HAS_D, HAS_Z, BFLY)
+            else:
+                for i_c in range(NC):
+                    t0 = i_s * SEG + i_c * BT
+                    tl.store(o_sc + i_c * NP * BD, b_h)
+                    if t0 + BT < T:  # the last chunk's end state is never needed
+                        b_h = _recompute_chunk(x, dt, Bm, b_h, b_A2, b_bias, i_b, t0, o_d,
+                                               o_n, m_d, m_n, T, Dm, N, lo, width, BT)
+                tl.debug_barrier()  # scratch written by other threads of this program
+                for i_rc in range(NC):
+                    i_c = NC - 1 - i_rc
+                    t0 = i_s * SEG + i_c * BT
+                    if t0 < T:
+                        b_p, b_dA, b_dD, b_dbias = _bwd_step(
+                            x, dt, Bm, Cm, D, z, dy, dx, ddt, dz, dB, dC, o_sc + i_c * NP * BD,
+                            b_p, b_dA, b_dD, b_dbias, b_A, b_A2, b_bias, b_D, i_b, t0, o_d,
+                            o_n, m_d, m_n, T, Dm, N, lo, width, BT, HAS_D, HAS_Z, BFLY)
     if seg_lo == 0:  # the carry past step 0 (part 0's)
         tl.store(dh0 + i_b * Dm * N + o_nd, b_p, mask=m_nd)
     tl.atomic_add(dA + o_nd, b_dA * width, mask=m_nd, sem="relaxed")

@@ -30,7 +30,10 @@ class ScanConfig:
     for); it is inline PTX, so on CPU tensors (TRITON_INTERPRET) the same sums take tl.sum.
     ``RBT`` (backward, "chunk_pipe" only; None: BT) is the chunk of the backward's recompute
     of the forward, a multiple of BT dividing SEG: a longer scan per chunk, storing the states
-    that enter the reverse loop's chunks from within it."""
+    that enter the reverse loop's chunks from within it. SEG = BT in "chunk_pipe" is dense:
+    the forward saves the state entering every chunk of the backward, which recomputes
+    nothing, at BT / SEG times the saved states' memory (``[B, cdiv(T, SEG), N, Dm]``
+    float32)."""
 
     BT: int = 16
     BD: int = 32
@@ -42,6 +45,9 @@ class ScanConfig:
     RBT: int | None = None
 
     def __post_init__(self) -> None:
+        if self.SEG % self.BT:
+            raise ValueError(f"ScanConfig.SEG: expected a multiple of BT = {self.BT} (the "
+                             f"steps between saved states), got {self.SEG}")
         if self.RBT is not None and (self.RBT % self.BT or self.SEG % self.RBT):
             raise ValueError(f"ScanConfig.RBT: expected a multiple of BT = {self.BT} that "
                              f"divides SEG = {self.SEG}, got {self.RBT}")
@@ -366,8 +372,10 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
             dt, A, C, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, num_warps=_warps(cfg, NP))
-    scratch = torch.empty(grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP * cfg.BD,
-                          device=device, dtype=torch.float32)
+    # dense (chunk_pipe, SEG = BT): the forward saved every chunk's state; no scratch is read
+    dense = pipe and cfg.SEG == cfg.BT
+    scratch = torch.empty(1 if dense else grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP
+                          * cfg.BD, device=device, dtype=torch.float32)
     ss_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch, q, prod,
         T, Dm, N, lo, width, per_part,
