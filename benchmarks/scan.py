@@ -177,7 +177,8 @@ def sweep_pipe() -> None:
 
     def line(kind: str, shape, f: ti.ScanConfig, b: ti.ScanConfig, label: str,
              truth: list[torch.Tensor]) -> None:
-        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0)
+        ti.PIPE_TILES = dataclasses.replace(base, many=(f, b), many_per_sm=0, short_T=0,
+                                            dense=None)
         try:
             err = max_rel_err(grads_of(shape), truth)
             ms = time_backend(shape, EigRange(-1.0, 1.0), "triton", kind, 100, graph=True)

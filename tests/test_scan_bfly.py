@@ -175,6 +175,6 @@ def test_bfly_is_left_out_on_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(ti, "BWD_CONFIG", ti.ScanConfig(BT=4, BD=8, num_warps=1, bfly=2))
     ti._backward(*args)
     ti._backward(*args, pipe=True)
-    b = ti.pipe_tiles(1, 4, 8, x.device)[1]
+    b = ti.pipe_tiles(1, 4, 8, x.device, N=2, save=True)[1]
     assert b.bfly > 0  # the default tiles set it
     assert [(k["BFLY"], k["BT"], k["RBT"]) for k in launched] == [(0, 4, 4), (0, b.BT, b.RBT)]

@@ -208,6 +208,85 @@ def test_pipe_tiles_choice() -> None:
         assert f.SEG == b.SEG and f.SEG % f.BT == 0 and b.SEG % b.BT == 0
 
 
+def test_pipe_tiles_dense_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dense set (the default's SEG equals its backward's BT) is taken only when the
+    forward saves states, the grid is not below fewest_per_sm and its saved states fit
+    dense_max_bytes or STATETRACK_SCAN_DENSE_MIB (0: off; anything but a non-negative integer
+    refused); otherwise the choice is the recomputing sets' as before. A dense set whose SEG
+    is not its backward's BT is refused."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    cpu = torch.device("cpu")
+    dense = ti.PIPE_TILES.dense
+    assert dense is not None and dense[0].SEG == dense[1].SEG == dense[1].BT
+    # 4 programs of BD channels; the saved states of (B, T = 64, N = 16, Dm = BD) in bytes
+    tiles = dataclasses.replace(ti.PIPE_TILES, many_per_sm=4, short_T=0, fewest_per_sm=2)
+    bd = tiles.many[0].BD
+    size = lambda B: 4 * B * (64 // dense[0].SEG) * 16 * bd  # noqa: E731
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(tiles, dense_max_bytes=size(4)))
+    monkeypatch.delenv(ti.DENSE_ENV, raising=False)
+    choose = lambda B, save=True: ti.pipe_tiles(B, 64, bd, cpu, N=16, save=save)  # noqa: E731
+    assert choose(4) == dense and choose(2) == dense  # fits; 2 programs: not below 2 per SM
+    assert choose(4, save=False) == tiles.many  # inference saves nothing
+    assert choose(1) == tiles.fewest  # a grid below fewest_per_sm
+    assert choose(8) == tiles.many  # twice the limit
+    monkeypatch.setenv(ti.DENSE_ENV, str(size(8) // 2**20 + 1))
+    assert choose(8) == dense
+    monkeypatch.setenv(ti.DENSE_ENV, "0")
+    assert choose(4) == tiles.many and choose(2) == tiles.few
+    for bad in ("-1", "1.5", "lots"):
+        monkeypatch.setenv(ti.DENSE_ENV, bad)
+        with pytest.raises(ValueError, match="STATETRACK_SCAN_DENSE_MIB: expected a non-neg"):
+            choose(4)
+    monkeypatch.delenv(ti.DENSE_ENV)
+    f, b = dense
+    monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
+        tiles, dense=(dataclasses.replace(f, SEG=8), dataclasses.replace(b, SEG=8))))
+    with pytest.raises(ValueError, match="PIPE_TILES.dense needs SEG = the backward's BT"):
+        choose(4)
+
+
+def test_backward_takes_the_forward_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward launches the tile paired with the one its forward took (whose SEG spaced
+    the saved states), even when PIPE_TILES or the dense limit change in between."""
+    import dataclasses
+
+    from statetrack.ops.selective_scan import selective_scan
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    launched: list[tuple[str, int, int]] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launched.append((self.name, kw["BT"], kw["SEG"]))
+
+    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
+    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.delenv(ti.DENSE_ENV, raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    dense = (ti.ScanConfig(BT=2, BD=4, SEG=2), ti.ScanConfig(BT=2, BD=4, SEG=2))
+    other = (ti.ScanConfig(BT=4, BD=4, SEG=8), ti.ScanConfig(BT=4, BD=4, SEG=8))
+    monkeypatch.setattr(ti, "PIPE_TILES", ti.PipeTiles(many=other, few=other, dense=dense))
+    ins = [t.float().requires_grad_()
+           for t in ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))[:8]]
+    y, _ = selective_scan(*ins[:5], D=ins[5], z=ins[6], dt_bias=ins[7], backend="triton")
+    monkeypatch.setenv(ti.DENSE_ENV, "0")  # would now choose "many"
+    torch.autograd.grad(y, ins, torch.ones_like(y))
+    assert launched == [("fwd", 2, 2), ("bwd", 2, 2)]
+    launched.clear()
+    y, _ = selective_scan(*ins[:5], D=ins[5], z=ins[6], dt_bias=ins[7], backend="triton")
+    third = (ti.ScanConfig(BT=1, BD=4, SEG=8), ti.ScanConfig(BT=1, BD=4, SEG=8))
+    ti.PIPE_TILES = dataclasses.replace(ti.PIPE_TILES, many=third, few=third)
+    torch.autograd.grad(y, ins, torch.ones_like(y))
+    assert launched == [("fwd", 4, 8), ("bwd", 4, 8)]
+
+
 def test_launched_tiles_follow_the_settings_in_force_at_each_call(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The chunk_pipe tiles are remembered per shape, yet every forward+backward launches those
@@ -349,7 +428,7 @@ def test_pipe_tiles_register_cap_reaches_the_launch(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
     f, b = ti.ScanConfig(BT=4, BD=4, SEG=8, maxnreg=168), ti.ScanConfig(BT=2, BD=4, SEG=8)
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(ti.PIPE_TILES, many=(f, b),
-                                                              few=(f, b)))
+                                                              few=(f, b), dense=None))
     ins = [t.float() for t in ss_inputs(1, 10, 4, 2, "cpu", torch.Generator().manual_seed(0))]
     _, _, hseg = ti._forward(*ins, 0.0, 1.0, True, pipe=True)
     ti._backward(*ins[:8], hseg, torch.zeros(1, 10, 4), None, 0.0, 1.0, pipe=True)
@@ -499,7 +578,8 @@ def test_chunk_pipe_tiles_match_reference(tiles: str, T: int, dtype: torch.dtype
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
     forced = dataclasses.replace(ti.PIPE_TILES, many_per_sm=0 if tiles == "many" else 10**6,
-                                 fewest_per_sm=10**6 if tiles == "fewest" else 0, short_T=0)
+                                 fewest_per_sm=10**6 if tiles == "fewest" else 0, short_T=0,
+                                 dense=None)
     monkeypatch.setattr(ti, "PIPE_TILES", forced)
     assert ti.pipe_tiles(2, T, 80, torch.device("cuda")) == getattr(forced, tiles)
     inputs = ss_inputs(2, T, 80, 16, "cuda", torch.Generator().manual_seed(T))
@@ -525,7 +605,7 @@ def test_recompute_chunk_matches_reference(rbt: int, T: int, dtype: torch.dtype,
     f = ti.PIPE_TILES.many[0]
     b = ti.ScanConfig(BT=4, BD=8, SEG=f.SEG, num_warps=1, RBT=rbt)
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
-        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0))
+        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0, dense=None))
     inputs = ss_inputs(2, T, 84, 16, "cuda", torch.Generator().manual_seed(T + rbt))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
 
@@ -537,7 +617,7 @@ def test_recompute_chunk_matches_reference(rbt: int, T: int, dtype: torch.dtype,
 @pytest.mark.usefixtures("nan_empty")
 def test_dense_backward_matches_reference(T: int, parts: int, dtype: torch.dtype,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """chunk_pipe with SEG = BT (dense: the forward saves every chunk's entering state, the
+    """chunk_pipe's dense set (SEG = BT: the forward saves every chunk's entering state, the
     backward recomputes nothing), whole and split in 3 parts, with the butterfly, equals the
     float64 loop at [−1, 1]; 84 channels, so the last block is partial."""
     import dataclasses
@@ -545,12 +625,32 @@ def test_dense_backward_matches_reference(T: int, parts: int, dtype: torch.dtype
     from statetrack.ops.selective_scan import triton_impl as ti
 
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.delenv(ti.DENSE_ENV, raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
-    pair = (ti.ScanConfig(BT=4, BD=16, SEG=4, num_warps=1, parts=parts),
-            ti.ScanConfig(BT=4, BD=8, SEG=4, num_warps=1, bfly=4, parts=parts))
+    pair = tuple(dataclasses.replace(c, parts=parts) for c in ti.PIPE_TILES.dense)
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
-        ti.PIPE_TILES, many=pair, many_per_sm=0, short_T=0))
+        ti.PIPE_TILES, dense=pair, fewest_per_sm=0))
+    assert ti.pipe_tiles(2, T, 84, torch.device("cuda"), N=16, save=True) == pair
     inputs = ss_inputs(2, T, 84, 16, "cuda", torch.Generator().manual_seed(T + parts))
+    ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.usefixtures("nan_empty")
+def test_default_tiles_take_dense_on_a_large_grid(dtype: torch.dtype,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default tiles a grid of 1,024 programs (B 64, Dm 256) takes the dense set in
+    training, and equals the float64 loop at [−1, 1]."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.delenv(ti.DENSE_ENV, raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    assert ti.pipe_tiles(64, 100, 256, torch.device("cuda"), N=16, save=True) == \
+        ti.PIPE_TILES.dense
+    inputs = ss_inputs(64, 100, 256, 16, "cuda", torch.Generator().manual_seed(3))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
 
 
@@ -577,7 +677,7 @@ def test_bfly_backward_matches_reference(bfly: int, bd: int, T: int, N: int,
     f = ti.PIPE_TILES.many[0]
     b = ti.ScanConfig(BT=4, BD=bd, SEG=f.SEG, num_warps=1, bfly=bfly)
     monkeypatch.setattr(ti, "PIPE_TILES", dataclasses.replace(
-        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0))
+        ti.PIPE_TILES, many=(f, b), many_per_sm=0, short_T=0, dense=None))
     inputs = ss_inputs(2, T, 84, N, "cuda", torch.Generator().manual_seed(T + bfly))
     ss_check(inputs, EigRange(-1.0, 1.0), dtype, TOL[dtype])
 

@@ -20,7 +20,7 @@ Bsz, T, Dm = x.shape
 N = 16
 dy = torch.randn_like(x)
 y, hT, hseg = ti._forward(x, dt, A, B, C, D, z, bias, None, -1.0, 2.0, True, pipe=True)
-cfg = ti.pipe_tiles(Bsz, T, Dm, x.device)[1]
+cfg = ti.pipe_tiles(Bsz, T, Dm, x.device, N=N, save=True)[1]  # as _forward chose
 grads, dBC = ti._grad_buffers(x, dt, z, N)
 grid = (triton.cdiv(Dm, cfg.BD), Bsz, 1)
 scratch = torch.empty(grid[0] * Bsz * (cfg.SEG // cfg.BT) * 16 * cfg.BD, device="cuda")

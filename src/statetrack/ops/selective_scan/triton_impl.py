@@ -69,8 +69,14 @@ class PipeTiles:
     programs, BD of ``many``'s forward, per multiprocessor) and the sequence length: ``few``
     when T is at most ``short_T`` steps; else ``many`` from ``many_per_sm`` programs per
     multiprocessor, ``fewest`` (when given) below ``fewest_per_sm``, and ``few`` between. Each
-    set is (forward, backward); all share SEG, the spacing of the saved states the backward
-    restarts from."""
+    set is (forward, backward), forward and backward on one SEG, the spacing of the saved
+    states the backward restarts from.
+
+    ``dense`` (when given; SEG = the backward's BT: the forward saves the state entering every
+    chunk and the backward recomputes nothing) takes precedence over all three when the
+    forward saves states for a backward, the grid is not below ``fewest_per_sm`` and its saved
+    states (``[B, cdiv(T, SEG), N, Dm]`` float32) take at most ``dense_max_bytes``
+    (STATETRACK_SCAN_DENSE_MIB, when set, overrides it in MiB; 0 turns dense off)."""
 
     many: tuple[ScanConfig, ScanConfig]
     few: tuple[ScanConfig, ScanConfig]
@@ -78,10 +84,12 @@ class PipeTiles:
     short_T: int = 0
     fewest: tuple[ScanConfig, ScanConfig] | None = None
     fewest_per_sm: int = 0
+    dense: tuple[ScanConfig, ScanConfig] | None = None
+    dense_max_bytes: int = 512 * 2**20
 
     def sets(self) -> dict[str, tuple[ScanConfig, ScanConfig]]:
-        """The tile sets by name (``fewest`` only when given)."""
-        named = {"many": self.many, "few": self.few, "fewest": self.fewest}
+        """The tile sets by name (``fewest`` and ``dense`` only when given)."""
+        named = {"many": self.many, "few": self.few, "fewest": self.fewest, "dense": self.dense}
         return {name: pair for name, pair in named.items() if pair is not None}
 
 
@@ -108,13 +116,24 @@ class PipeTiles:
 # (256, 256, 256), at 8 or more per multiprocessor, takes "many"; (4, 8192, 1536), under 4,
 # "fewest" (BD = 8 doubles its programs); (8, 2048, 2048) and (256, 40, 256) (T under short_T)
 # take "few".
+# Session 17's sweep (logs/h200_scan_sweep_s17.log, graphs) added dense pairs (SEG = BT: the
+# forward saves the state entering every chunk, the backward recomputes nothing). Forward (4, 16,
+# 1) with the (4, 8, 1) backward at bfly = 4 took 1.913; 4.244; 0.165; 0.935 against the sets
+# chosen above, 2.116 (few); 4.200 (fewest); 0.205 (few); 1.065 (many); the backward at BD 16
+# (3.644; 9.578; 0.257; 1.591), the forward at BD 8 (1.939; 4.246; 0.175; 0.969) and BT 8 for
+# both (2.734; 5.663; 0.245; 1.330) lost. So "dense" is that pair, wherever its saved states
+# (16 times the recomputing sets': [B, T/4, N, Dm] float32, 512 MiB at (8, 2048, 2048)) fit
+# dense_max_bytes, but at grids below fewest_per_sm, where it did not pay.
 _PIPE_BWD = ScanConfig(BT=4, BD=8, SEG=64, num_warps=1, bfly=4, RBT=16)
 PIPE_TILES = PipeTiles(
     many=(ScanConfig(BT=4, BD=16, SEG=64, num_warps=1), _PIPE_BWD),
     few=(ScanConfig(BT=8, BD=16, SEG=64, num_warps=1), _PIPE_BWD),
     many_per_sm=8, short_T=64,
     fewest=(ScanConfig(BT=16, BD=8, SEG=64, num_warps=1), _PIPE_BWD),
-    fewest_per_sm=4)
+    fewest_per_sm=4,
+    dense=(ScanConfig(BT=4, BD=16, SEG=4, num_warps=1),
+           ScanConfig(BT=4, BD=8, SEG=4, num_warps=1, bfly=4)),
+    dense_max_bytes=512 * 2**20)
 
 
 @functools.cache
@@ -122,18 +141,42 @@ def _sm_count(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).multi_processor_count
 
 
-def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device
-               ) -> tuple[ScanConfig, ScanConfig]:
+DENSE_ENV = "STATETRACK_SCAN_DENSE_MIB"
+
+
+def dense_max_bytes(tiles: PipeTiles) -> int:
+    """The largest saved-state buffer the dense tiles may take: STATETRACK_SCAN_DENSE_MIB (MiB,
+    a non-negative integer) when set, else ``tiles.dense_max_bytes``."""
+    raw = os.environ.get(DENSE_ENV)
+    if raw is None or raw == "":
+        return tiles.dense_max_bytes
+    if not raw.strip().isdigit():
+        raise ValueError(f"{DENSE_ENV}: expected a non-negative integer (MiB; 0 turns the dense "
+                         f"backward off), got {raw!r}")
+    return int(raw) * 2**20
+
+
+def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device, *, N: int = 1,
+               save: bool = False) -> tuple[ScanConfig, ScanConfig]:
     """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of T steps of Dm
-    channels."""
+    channels and N states; ``save``: the forward saves states for a backward (the dense set
+    is considered only then)."""
     tiles = PIPE_TILES
     for name, (f, b) in tiles.sets().items():
         if f.SEG != b.SEG:
             raise ValueError(f"selective_scan: PIPE_TILES.{name} has forward SEG = {f.SEG} and "
                              f"backward SEG = {b.SEG}; the backward restarts from the states the "
                              "forward saves, so they must be equal")
+    if tiles.dense is not None and tiles.dense[1].SEG != tiles.dense[1].BT:
+        raise ValueError(f"selective_scan: PIPE_TILES.dense needs SEG = the backward's BT = "
+                         f"{tiles.dense[1].BT}, got SEG = {tiles.dense[1].SEG}")
     sms = _sm_count(device.index or 0) if device.type == "cuda" else 1
     programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
+    if save and tiles.dense is not None:
+        small_grid = tiles.fewest is not None and programs < tiles.fewest_per_sm * sms
+        states = 4 * Bsz * triton.cdiv(T, tiles.dense[0].SEG) * N * Dm
+        if not small_grid and states <= dense_max_bytes(tiles):
+            return tiles.dense
     if T <= tiles.short_T:
         return tiles.few
     if programs >= tiles.many_per_sm * sms:
@@ -207,33 +250,36 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 _PIPE_CHOICES: dict[tuple, tuple[PipeTiles, tuple[ScanConfig, ScanConfig]]] = {}
 
 
-def _pipe_tiles_cached(Bsz: int, T: int, Dm: int, device: torch.device
+def _pipe_tiles_cached(Bsz: int, T: int, Dm: int, N: int, save: bool, device: torch.device
                        ) -> tuple[ScanConfig, ScanConfig]:
-    """``pipe_tiles``, remembered per (PIPE_TILES object in force, Bsz, T, Dm, device): its
-    checks and arithmetic are host time at every forward and backward. The tiles are read at
-    every call, so a reassigned PIPE_TILES (a sweep, a test's monkeypatch) takes effect at once;
-    an entry holds its tiles object, so that object's id is not reused while the entry lives.
-    A choice that raises is not remembered (it raises again)."""
+    """``pipe_tiles``, remembered per (PIPE_TILES object in force, shape, save, dense limit
+    variable, device): its checks and arithmetic are host time at every forward. The tiles are
+    read at every call, so a reassigned PIPE_TILES (a sweep, a test's monkeypatch) takes effect
+    at once; an entry holds its tiles object, so that object's id is not reused while the
+    entry lives. A choice that raises is not remembered (it raises again)."""
     tiles = PIPE_TILES
-    key = (id(tiles), Bsz, T, Dm, device)
+    key = (id(tiles), Bsz, T, Dm, N, save, os.environ.get(DENSE_ENV), device)
     hit = _PIPE_CHOICES.get(key)
     if hit is not None and hit[0] is tiles:
         return hit[1]
-    pair = pipe_tiles(Bsz, T, Dm, device)
+    pair = pipe_tiles(Bsz, T, Dm, device, N=N, save=save)
     if len(_PIPE_CHOICES) >= 64:  # shapes that vary call to call (evaluation at many T)
         _PIPE_CHOICES.clear()
     _PIPE_CHOICES[key] = (tiles, pair)
     return pair
 
 
-def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: bool = False
+def _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save: bool, pipe: bool = False,
+             pair: tuple[ScanConfig, ScanConfig] | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``pair``: chunk_pipe's (forward, backward) tiles (None: chosen here), which the caller
+    hands to the backward."""
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = _next_power_of_2(N)
     device = x.device
     if pipe:  # pipe_tiles checks that forward and backward share SEG
-        cfg = _pipe_tiles_cached(Bsz, T, Dm, device)[0]
+        cfg = (pair or _pipe_tiles_cached(Bsz, T, Dm, N, save, device))[0]
     else:
         cfg = FWD_CONFIG
         if save and cfg.SEG != BWD_CONFIG.SEG:  # the backward restarts from these states
@@ -344,13 +390,16 @@ def _time_parts(cfg: ScanConfig, T: int) -> tuple[int, int]:
     return _cdiv(n_seg, per_part), per_part
 
 
-def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: bool = False
-              ) -> tuple:
+def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: bool = False,
+              cfg: ScanConfig | None = None) -> tuple:
+    """``cfg``: chunk_pipe's backward tile, the one paired with the forward that saved hseg
+    (None: chosen here as the forward would have, saving)."""
     Bsz, T, Dm = x.shape
     N = A.shape[1]
     NP = _next_power_of_2(N)
     device = x.device
-    cfg = _pipe_tiles_cached(Bsz, T, Dm, device)[1] if pipe else BWD_CONFIG
+    if cfg is None:
+        cfg = _pipe_tiles_cached(Bsz, T, Dm, N, True, device)[1] if pipe else BWD_CONFIG
     if not pipe and cfg.RBT not in (None, cfg.BT):
         raise ValueError(f"selective_scan: BWD_CONFIG.RBT = {cfg.RBT} needs the chunk_pipe "
                          "layout (the chunk layout recomputes in chunks of BT)")
@@ -395,8 +444,13 @@ class _SelectiveScanFn(torch.autograd.Function):
         if ctx.layout == "lanes":
             y, hT, hseg = _forward_lanes(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save)
         else:
+            pipe = ctx.layout == "chunk_pipe"
+            # the backward takes the forward's tiles (their SEG spaces the saved states), even
+            # if PIPE_TILES or the dense limit change in between
+            ctx.pair = (_pipe_tiles_cached(x.shape[0], x.shape[1], x.shape[2], A.shape[1], save,
+                                           x.device) if pipe else None)
             y, hT, hseg = _forward(x, dt, A, B, C, D, z, dt_bias, h0, lo, width, save,
-                                   pipe=ctx.layout == "chunk_pipe")
+                                   pipe=pipe, pair=ctx.pair)
         ctx.save_for_backward(x, dt, A, B, C, D, z, dt_bias, hseg)
         ctx.lo, ctx.width, ctx.h0_meta = lo, width, (None if h0 is None else h0.dtype)
         return y, hT
@@ -412,7 +466,8 @@ class _SelectiveScanFn(torch.autograd.Function):
             dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward_lanes(*args)
         else:
             dx, ddt, dA, dB, dC, dD, dz, dbias, dh0 = _backward(
-                *args, pipe=ctx.layout == "chunk_pipe")
+                *args, pipe=ctx.layout == "chunk_pipe",
+                cfg=None if ctx.pair is None else ctx.pair[1])
         return (dx, ddt, _cast(dA, A.dtype), dB, dC,
                 None if D is None else _cast(dD, D.dtype),
                 dz,
