@@ -104,7 +104,14 @@ class ShortConv(nn.Module):
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
         w = self.conv.weight.reshape(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
-        y = _ConvTaps.apply(xx.to(acc), w, self.conv.bias.to(acc))
+        xa, b = xx.to(acc), self.conv.bias.to(acc)
+        if torch.compiler.is_compiling():
+            # traced by torch.compile: the same sum in plain ops, whose backward AOT autograd
+            # derives and inductor fuses. Traced on CUDA, _ConvTaps gave wrong gradients of
+            # every tap and input (session 17, scripts/dev/compile_gpu_probe.py --grads)
+            y = b + sum(xa[:, j:j + T] * w[:, j] for j in range(K))
+        else:
+            y = _ConvTaps.apply(xa, w, b)
         return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
 
 
