@@ -4,8 +4,9 @@ For each (B, T, Dm, N) and eig_range [0, 1] / [−1, 1]: forward and forward+bac
 (triton.testing.do_bench), eager and, for the Triton kernels, replayed from a CUDA graph
 (``graph_ms``: device time without the host's launch work), the achieved bandwidth (bytes of
 inputs and outputs that must move, over the time) against a device-to-device copy measured in
-the same run, and the floor set by the exp each state needs per step. Writes JSON records like
-the delta-rule benchmark's.
+the same run, and the floor set by the exps each state takes per step in the kernels in force
+(session 17's committed run, ``h200_scan.json``, counted 3 forward+backward everywhere, while
+its dense shapes took 2). Writes JSON records like the delta-rule benchmark's.
 
     python benchmarks/scan.py --out benchmarks/results/h200_scan.json [--sweep [LAYOUT ...]] \
         [--layouts chunk chunk_pipe lanes]
@@ -35,7 +36,9 @@ SHAPES = [(8, 2048, 2048, 16), (4, 8192, 1536, 16), (256, 40, 256, 16), (256, 25
 # the paper's patched mamba_ssm CUDA kernel ([−1, 1], bf16) on an H200: (fwd, fwd+bwd) ms
 PAPER_MS = {(8, 2048, 2048, 16): (0.59, 2.91), (4, 8192, 1536, 16): (0.99, 4.57),
             (256, 40, 256, 16): (0.29, 1.08), (256, 256, 256, 16): (0.27, 1.70)}
-EXPS_PER_STATE_STEP = {"fwd": 1, "fwdbwd": 3}  # ours: fwd 1, backward recompute 1 + adjoint 1
+# ours: forward 1; backward 1 for the adjoint chunks, plus 1 for the recompute of the forward
+# unless the tiles are dense (chunk_pipe with SEG = the backward's BT: nothing recomputed)
+EXPS_PER_STATE_STEP = {"fwd": 1, "fwdbwd": 3}
 MUFU_PER_CLK_PER_SM = 16  # sm_90 ex2 throughput
 
 
@@ -98,6 +101,21 @@ def time_backend(shape, eig: EigRange, backend: str, pas: str, rep: int,
         torch.autograd.backward(fwd(), dy, inputs=ins)
     return triton.testing.do_bench(fwdbwd, warmup=25, rep=rep, return_mode="median",
                                    grad_to_none=ins)
+
+
+def exps_per_state_step(shape: tuple[int, int, int, int], pas: str) -> int:
+    """The exps per state and step that the kernels in force execute: forward 1, forward+
+    backward 3, or 2 where chunk_pipe's training tiles for the shape are dense."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    if pas == "fwd":
+        return EXPS_PER_STATE_STEP["fwd"]
+    Bsz, T, Dm, N = shape
+    if ti.scan_layout() == "chunk_pipe":
+        b = ti.pipe_tiles(Bsz, T, Dm, torch.device("cuda"), N=N, save=True)[1]
+        if b.SEG == b.BT:
+            return EXPS_PER_STATE_STEP["fwdbwd"] - 1
+    return EXPS_PER_STATE_STEP["fwdbwd"]
 
 
 def must_move_bytes(shape, pas: str) -> int:
@@ -336,14 +354,15 @@ def main() -> None:
                         ms["torch"] = None
                     torch.cuda.empty_cache()
                 Bsz, T, Dm, N = shape
-                exp_floor = (EXPS_PER_STATE_STEP[pas] * Bsz * T * Dm * N / erate * 1e3)
+                exps = exps_per_state_step(shape, pas)
+                exp_floor = exps * Bsz * T * Dm * N / erate * 1e3
                 rec = {"op": "selective_scan",
                        "shape": {"B": Bsz, "T": T, "Dm": Dm, "N": N}, "dtype": "bfloat16",
                        "pass": pas, "layout": layout, "ms": ms, "graph_ms": graphed,
                        "eig_range": eig.as_list(),
                        "gbps": must_move_bytes(shape, pas) / ms["statetrack"] / 1e6,
                        "copy_gbps": cgbps, "exp_floor_ms": exp_floor,
-                       "exps_per_state_step": EXPS_PER_STATE_STEP[pas],
+                       "exps_per_state_step": exps,
                        "paper_cuda_ms": PAPER_MS[shape][0 if pas == "fwd" else 1],
                        "device": device}
                 records.append(rec)

@@ -51,10 +51,12 @@ def test_readme_scan_table_is_the_committed_benchmark() -> None:
     assert table == bench.markdown_table(records, ti.LAYOUT)
 
 
-@pytest.mark.parametrize("name", ["h200_train_step_s16.json", "h200_train_step_compiled_s16.json"])
-def test_readme_train_step_tables_are_the_committed_benchmark(name: str) -> None:
+@pytest.mark.parametrize(("name", "has_log"), [("h200_train_step_s16.json", True),
+                                             ("h200_train_step_compiled_s17.json", False)])
+def test_readme_train_step_tables_are_the_committed_benchmark(name: str, has_log: bool) -> None:
     """The README's steps/s tables are what ``benchmarks/train_step.py --table`` prints for the
-    committed H200 JSON, and the session-16 run's own printed table is the same."""
+    committed H200 JSON, and, where its log was kept, the run's own printed table is the same
+    (session 17's compiled run came back as JSON only)."""
     import json
 
     from repo_scripts import load_script
@@ -65,5 +67,7 @@ def test_readme_train_step_tables_are_the_committed_benchmark(name: str) -> None
     table = bench.markdown_table(records)
     assert len(table.splitlines()) == 2 + len({r["model"] for r in records})
     assert table in README.read_text()
-    log = (root / "benchmarks" / "results" / "logs" / name.replace(".json", ".log")).read_text()
-    assert table in log
+    log = root / "benchmarks" / "results" / "logs" / name.replace(".json", ".log")
+    assert log.exists() == has_log
+    if has_log:
+        assert table in log.read_text()

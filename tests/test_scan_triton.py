@@ -727,3 +727,29 @@ def test_split_in_time_matches_reference(T: int, dtype: torch.dtype, layout: str
     if dtype == torch.float32:
         tsl.optional_check(inputs, EigRange(-1.0, 1.0))
         state_only_check(inputs, EigRange(-1.0, 1.0))
+
+
+def test_scan_benchmark_counts_the_exps_the_tiles_execute(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/scan.py``'s exp floor counts 1 exp per state and step forward, and
+    forward+backward 2 where chunk_pipe's training tiles are dense (no recompute), else 3 (a
+    grid too small for them, the dense limit at 0, the "chunk" layout); an H200's 132
+    multiprocessors stand in for the GPU's."""
+    from repo_scripts import load_script
+
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    bench = load_script("benchmarks/scan.py")
+    monkeypatch.setattr(ti, "_sm_count", lambda index: 132)
+    monkeypatch.delenv(ti.DENSE_ENV, raising=False)
+    monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
+    counts = {s: (bench.exps_per_state_step(s, "fwd"), bench.exps_per_state_step(s, "fwdbwd"))
+              for s in bench.SHAPES}
+    assert counts == {(8, 2048, 2048, 16): (1, 2), (4, 8192, 1536, 16): (1, 3),
+                      (256, 40, 256, 16): (1, 2), (256, 256, 256, 16): (1, 2)}
+    monkeypatch.setenv(ti.DENSE_ENV, "0")
+    assert bench.exps_per_state_step((256, 256, 256, 16), "fwdbwd") == 3
+    monkeypatch.delenv(ti.DENSE_ENV)
+    monkeypatch.setattr(ti, "LAYOUT", "chunk")
+    assert bench.exps_per_state_step((256, 256, 256, 16), "fwdbwd") == 3
