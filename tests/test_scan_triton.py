@@ -179,6 +179,25 @@ def test_linear_scan_triton_exact_signs(T: int, dtype: torch.dtype) -> None:
     ls_check(a, b, h0, dtype, TOL[dtype])
 
 
+def record_launches(monkeypatch: pytest.MonkeyPatch, *keys: str) -> list[tuple]:
+    """Replace the selective scan's forward and backward kernels by recorders: each launch
+    appends ("fwd" or "bwd", its keyword arguments named by ``keys``) to the returned list."""
+    from statetrack.ops.selective_scan import triton_impl as ti
+
+    launched: list[tuple] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, grid):
+            return lambda *args, **kw: launched.append((self.name, *(kw[k] for k in keys)))
+
+    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
+    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    return launched
+
+
 def test_pipe_tiles_choice() -> None:
     """chunk_pipe takes "few" for T up to short_T; past it "many" from many_per_sm programs per
     multiprocessor (a CPU counts as one), "fewest" below fewest_per_sm and "few" between; the
@@ -256,17 +275,7 @@ def test_backward_takes_the_forward_tiles(monkeypatch: pytest.MonkeyPatch) -> No
     from statetrack.ops.selective_scan import selective_scan
     from statetrack.ops.selective_scan import triton_impl as ti
 
-    launched: list[tuple[str, int, int]] = []
-
-    class Recorder:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __getitem__(self, grid):
-            return lambda *args, **kw: launched.append((self.name, kw["BT"], kw["SEG"]))
-
-    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
-    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    launched = record_launches(monkeypatch, "BT", "SEG")
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.delenv(ti.DENSE_ENV, raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
@@ -297,17 +306,7 @@ def test_launched_tiles_follow_the_settings_in_force_at_each_call(
     from statetrack.ops.selective_scan import selective_scan
     from statetrack.ops.selective_scan import triton_impl as ti
 
-    launched: list[tuple[str, int, int]] = []
-
-    class Recorder:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __getitem__(self, grid):
-            return lambda *args, **kw: launched.append((self.name, kw["BT"], kw["BD"]))
-
-    monkeypatch.setattr(ti, "ss_fwd_kernel", Recorder("fwd"))
-    monkeypatch.setattr(ti, "ss_bwd_kernel", Recorder("bwd"))
+    launched = record_launches(monkeypatch, "BT", "BD")
     monkeypatch.delenv("STATETRACK_SCAN_LAYOUT", raising=False)
     monkeypatch.setattr(ti, "LAYOUT", "chunk_pipe")
     ins = [t.float().requires_grad_()
