@@ -32,8 +32,8 @@ class ScanConfig:
     of the forward, a multiple of BT dividing SEG: a longer scan per chunk, storing the states
     that enter the reverse loop's chunks from within it. SEG = BT in "chunk_pipe" is dense:
     the forward saves the state entering every chunk of the backward, which recomputes
-    nothing, at BT / SEG times the saved states' memory (``[B, cdiv(T, SEG), N, Dm]``
-    float32)."""
+    nothing; the saved states (``[B, cdiv(T, SEG), N, Dm]`` float32) grow as SEG shrinks,
+    16-fold from SEG = 64 to 4."""
 
     BT: int = 16
     BD: int = 32
