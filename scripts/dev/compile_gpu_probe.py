@@ -53,20 +53,32 @@ def run(mixer: str, backend: str | None, graphs: bool, ops: str, root: Path,
                            log_every=log_every)
     if min_len is not None:
         raw["training"]["min_len"] = min_len
-    torch._dynamo.reset()
-    original, batches = torch.compile, trainer.Batches
+    batches = trainer.Batches
     dynamic = torch._dynamo.config.automatic_dynamic_shapes
-    if backend is not None:
-        torch.compile = functools.partial(original, backend=backend)
     if ahead0:
         trainer.Batches = lambda task, t, device, start, ahead: batches(task, t, device, start, 0)
     torch._dynamo.config.automatic_dynamic_shapes = not static
     try:
         out = root / f"{mixer}_{backend}_{graphs}_{ops}_{ahead0}_{static}_{min_len}"
+        return train_losses(raw, backend, out)
+    finally:
+        trainer.Batches = batches
+        torch._dynamo.config.automatic_dynamic_shapes = dynamic
+
+
+def train_losses(raw: dict, backend: str | None, out: Path) -> list[float]:
+    """Train the config ``raw`` into ``out`` from an empty dynamo cache, through
+    ``torch.compile(backend=...)`` when a backend is named; its logged losses."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    original = torch.compile
+    if backend is not None:
+        torch.compile = functools.partial(original, backend=backend)
+    try:
         train(validate(raw), out, quiet=True)
     finally:
-        torch.compile, trainer.Batches = original, batches
-        torch._dynamo.config.automatic_dynamic_shapes = dynamic
+        torch.compile = original
     return [r["loss"] for r in rundir.read_metrics(out) if "loss" in r]
 
 
@@ -117,26 +129,12 @@ def grads_probe() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for backend in (None, "inductor"):
             raw2 = json.loads(json.dumps(raw))
-            raw2["training"]["adam_eps"] = 1e-3
-            losses = run_raw(raw2, backend, Path(tmp) / str(backend))
+            raw2["training"].update(adam_eps=1e-3, steps=24, checkpoint_every=24, val_every=0,
+                                    cuda_graphs=False, compile=backend is not None,
+                                    log_every=1)
+            losses = train_losses(raw2, backend, Path(tmp) / str(backend))
             print(f"eps 1e-3 {backend}: " + " ".join(f"{v:.4f}" for v in losses[:12]),
                   flush=True)
-
-
-def run_raw(raw: dict, backend: str | None, out: Path) -> list[float]:
-    import torch._dynamo
-
-    raw["training"].update(steps=24, checkpoint_every=24, val_every=0, cuda_graphs=False,
-                           compile=backend is not None, log_every=1)
-    torch._dynamo.reset()
-    original = torch.compile
-    if backend is not None:
-        torch.compile = functools.partial(original, backend=backend)
-    try:
-        train(validate(raw), out, quiet=True)
-    finally:
-        torch.compile = original
-    return [r["loss"] for r in rundir.read_metrics(out) if "loss" in r]
 
 
 def main() -> None:

@@ -421,10 +421,11 @@ def _backward(x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, lo, width, pipe: boo
             dt, A, C, z, dt_bias, dy, q, prod, T, Dm, N, lo, width, per_part,
             NP=NP, BT=cfg.BT, BD=cfg.BD, SEG=cfg.SEG, HAS_Z=z is not None,
             HAS_BIAS=dt_bias is not None, num_warps=_warps(cfg, NP))
-    # dense (chunk_pipe, SEG = BT): the forward saved every chunk's state; no scratch is read
-    dense = pipe and cfg.SEG == cfg.BT
-    scratch = torch.empty(1 if dense else grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP
-                          * cfg.BD, device=device, dtype=torch.float32)
+    # dense (chunk_pipe, SEG = BT): the forward saved every chunk's state and the kernel reads
+    # no scratch, so none is allocated (hseg stands in for the unread argument)
+    scratch = hseg if pipe and cfg.SEG == cfg.BT else torch.empty(
+        grid[0] * Bsz * parts * (cfg.SEG // cfg.BT) * NP * cfg.BD, device=device,
+        dtype=torch.float32)
     ss_bwd_kernel[grid](
         x, dt, A, B, C, D, z, dt_bias, hseg, dy, dhT, *grads, scratch, q, prod,
         T, Dm, N, lo, width, per_part,
