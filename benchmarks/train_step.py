@@ -43,6 +43,7 @@ from statetrack.experiment import trainer
 from statetrack.experiment.checkpoint import TrainState
 from statetrack.experiment.config import load_config
 from statetrack.experiment.schedule import learning_rate
+from statetrack.tasks import NO_LOSS
 
 MODELS = ("deltanet_neg", "deltanet", "mamba_neg", "mamba", "transformer", "mlstm", "slstm")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "chomsky" / "parity"
@@ -69,6 +70,33 @@ def steps(run: trainer.Run, params: list, sums: dict, start: int, n: int) -> Non
         trainer._train_step(run, step, lr, params, sums)
 
 
+def warm_up(run: trainer.Run, params: list, sums: dict, n: int) -> int:
+    """``n`` untimed steps; with ``training.compile``, then one more on its batch padded one
+    column longer (pad tokens, no loss). Returns the next step.
+
+    A second padded length makes dynamo recompile the forward with the length dynamic, which
+    serves every later length. A run meets it at its first batch shorter than the rest (at
+    batch 256 about 1 step in 1,000 for parity; DeltaNet [−1, 1]'s parity data at step 64).
+    With cold compile caches that recompile took 26.6 s of one step on the H200 (session 18):
+    inside a timed window it is the window (session 17's 8 packed compiled copies made 1.1
+    steps/s each). Here it happens before the timing."""
+    steps(run, params, sums, 0, n)
+    if not run.config.training.compile:
+        return n
+    draw, pad = run.batches.get, run.task.pad_id
+
+    def longer(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, target = draw(step)
+        return (torch.nn.functional.pad(tokens, (0, 1), value=pad),
+                torch.nn.functional.pad(target, (0, 1), value=NO_LOSS))
+    run.batches.get = longer
+    try:
+        steps(run, params, sums, n, 1)
+    finally:
+        del run.batches.get  # the Batches method again
+    return n + 1
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -79,9 +107,9 @@ def time_model(name: str, device: str, graphs: bool, warmup: int, n: int,
     """ms per training step (median of 3 windows of n // 3 steps)."""
     run, params, sums = make_run(name, device, graphs, overrides)
     try:
-        steps(run, params, sums, 0, warmup)
+        at = warm_up(run, params, sums, warmup)
         sync(run.device)
-        windows, at = [], warmup
+        windows = []
         for _ in range(3):
             begin = time.perf_counter()
             steps(run, params, sums, at, n // 3)
@@ -102,11 +130,11 @@ def profile_model(name: str, device: str, warmup: int, top: int,
     run, params, sums = make_run(name, device, graphs=True, overrides=overrides)
     cuda = run.device.type == "cuda"
     try:
-        steps(run, params, sums, 0, warmup)
+        at = warm_up(run, params, sums, warmup)
         sync(run.device)
         activities = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
         with profile(activities=activities) as prof:
-            steps(run, params, sums, warmup, 20)
+            steps(run, params, sums, at, 20)
             sync(run.device)
     finally:
         run.batches.close()
@@ -127,14 +155,14 @@ def worker(name: str, device: str, warmup: int, seconds: float, go: Path,
     graphs = device.startswith("cuda")
     run, params, sums = make_run(name, device, graphs, overrides)
     try:
-        steps(run, params, sums, 0, warmup)
+        at = warm_up(run, params, sums, warmup)
         sync(run.device)
         (go.parent / f"ready.{os.getpid()}").touch()
         while not go.exists():
             time.sleep(0.001)
         begin, done = time.perf_counter(), 0
         while time.perf_counter() - begin < seconds:
-            steps(run, params, sums, warmup + done, 1)
+            steps(run, params, sums, at + done, 1)
             done += 1
         sync(run.device)
         print(json.dumps({"steps": done, "seconds": time.perf_counter() - begin}), flush=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from repo_scripts import load_script
 
 TINY = ["training.batch_size=4", "training.max_len=8"]
@@ -73,3 +74,41 @@ def test_table_from_the_json_is_the_table_the_run_printed(
     with pytest.raises(SystemExit):
         bench.main(["--table", str(empty)])
     assert str(empty) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_warm_up_meets_a_second_length_before_timing_when_compiled(compiled: bool) -> None:
+    """With ``training.compile`` the warm-up's last step takes its batch one column longer
+    (pad tokens, no loss), so dynamo's recompile for a second length happens before the
+    timing; the steps then go on from the next batch, and the run's batches are its own
+    again. Without compile the warm-up is the n steps alone. (The forward here is not
+    compiled: only the batches the steps see are checked.)"""
+    from statetrack.tasks import NO_LOSS
+
+    bench = load_script("benchmarks/train_step.py")
+    run, params, sums = bench.make_run("mamba_neg", "cpu", False, TINY)
+    ref = bench.make_run("mamba_neg", "cpu", False, TINY)[0]  # the same batches, drawn apart
+    run.config.training.compile = compiled
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    forward_loss = run.forward_loss
+
+    def record(tokens: torch.Tensor, target: torch.Tensor):  # noqa: ANN202
+        seen.append((tokens.clone(), target.clone()))
+        return forward_loss(tokens, target)
+    run.forward_loss = record
+    try:
+        nxt = bench.warm_up(run, params, sums, 2)
+        assert "get" not in vars(run.batches)
+        bench.steps(run, params, sums, nxt, 1)  # in order: the loader accepts it
+        want = [ref.batches.get(step) for step in range(nxt + 1)]
+    finally:
+        run.batches.close()
+        ref.batches.close()
+    assert nxt == (3 if compiled else 2) and len(seen) == nxt + 1
+    for step, ((tokens, target), (t_ref, y_ref)) in enumerate(zip(seen, want, strict=True)):
+        if compiled and step == 2:
+            assert tokens.shape == (t_ref.shape[0], t_ref.shape[1] + 1)
+            assert torch.equal(tokens[:, :-1], t_ref) and torch.equal(target[:, :-1], y_ref)
+            assert (tokens[:, -1] == run.task.pad_id).all() and (target[:, -1] == NO_LOSS).all()
+        else:
+            assert torch.equal(tokens, t_ref) and torch.equal(target, y_ref)
