@@ -195,7 +195,9 @@ def make_forward_loss(model: torch.nn.Module, config: ExperimentConfig,
     projections', convolutions' and norms' elementwise work between the recurrences, and its
     backward. The first batch shape compiles static code; a second padded length recompiles
     with the length dynamic, which then serves every later one (dynamo's default). Compiling
-    happens in the eager warm-up steps that precede a shape's CUDA-graph capture."""
+    happens in the eager warm-up steps that precede a shape's CUDA-graph capture. (On the
+    H200 with empty compile caches that recompile took one step of 26.6 s, at DeltaNet
+    parity's first shorter batch, step 64; session 18, `scripts/dev/compile_cold_probe.py`.)"""
     precision = config.training.precision
 
     def forward_loss(tokens: torch.Tensor, target: torch.Tensor
