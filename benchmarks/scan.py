@@ -227,8 +227,7 @@ def sweep_pipe() -> None:
         truth = grads_of(shape)
         set_layout("chunk_pipe")
         for f, b in pairs:
-            Bsz, T, Dm, N = shape
-            states_mb = Bsz * -(-T // f.SEG) * N * Dm * 4 / 2**20
+            states_mb = ti.saved_state_bytes(*shape, f.SEG) / 2**20
             line("fwdbwd", shape, f, b, f"pair fwd {name(f)} / bwd {name(b)} SEG={f.SEG} "
                  f"(saved states {states_mb:.0f} MiB)", truth)
     ti.PIPE_TILES = base

@@ -156,6 +156,12 @@ def dense_max_bytes(tiles: PipeTiles) -> int:
     return int(raw) * 2**20
 
 
+def saved_state_bytes(Bsz: int, T: int, Dm: int, N: int, SEG: int) -> int:
+    """Bytes of the states a forward saves for its backward every SEG steps:
+    ``[B, cdiv(T, SEG), N, Dm]`` float32."""
+    return 4 * Bsz * _cdiv(T, SEG) * N * Dm
+
+
 def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device, *, N: int = 1,
                save: bool = False) -> tuple[ScanConfig, ScanConfig]:
     """The (forward, backward) tiles of "chunk_pipe" for a batch of Bsz rows of T steps of Dm
@@ -174,7 +180,7 @@ def pipe_tiles(Bsz: int, T: int, Dm: int, device: torch.device, *, N: int = 1,
     programs = triton.cdiv(Dm, tiles.many[0].BD) * Bsz
     if save and tiles.dense is not None:
         small_grid = tiles.fewest is not None and programs < tiles.fewest_per_sm * sms
-        states = 4 * Bsz * triton.cdiv(T, tiles.dense[0].SEG) * N * Dm
+        states = saved_state_bytes(Bsz, T, Dm, N, tiles.dense[0].SEG)
         if not small_grid and states <= dense_max_bytes(tiles):
             return tiles.dense
     if T <= tiles.short_T:
