@@ -96,12 +96,28 @@ def test_a_tensor_learning_rate_checkpoints_as_json_and_resumes_eagerly(tmp_path
 @pytest.mark.parametrize(("mixer", "options"), MIXERS)
 def test_graphed_training_equals_eager_training(
         mixer: str, options: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert_graphed_equals_eager(mixer, options, {}, tmp_path, monkeypatch)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graphed_training_with_gradient_clipping_equals_eager_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a limit far under the gradients' norm, so that every step clips (the paper text's
+    # protocol clips at 1.0: sweeps/deltanet_text_protocol.yaml)
+    assert_graphed_equals_eager("deltanet", {"num_heads": 2, "eig_range": [-1, 1]},
+                                {"grad_clip": 1e-3}, tmp_path, monkeypatch)
+
+
+def assert_graphed_equals_eager(mixer: str, options: dict, training: dict, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trainer, "GraphedStep", CountingStep)
     CountingStep.made.clear()
-    eager = train(config(mixer, options, device="cuda", cuda_graphs=False), tmp_path / "eager",
-                  quiet=True)
+    eager = train(config(mixer, options, device="cuda", cuda_graphs=False, **training),
+                  tmp_path / "eager", quiet=True)
     assert not CountingStep.made
-    graphed = train(config(mixer, options, device="cuda"), tmp_path / "graphed", quiet=True)
+    graphed = train(config(mixer, options, device="cuda", **training), tmp_path / "graphed",
+                    quiet=True)
     (step,) = CountingStep.made
     assert step.replays >= 24 - 3 * len(step.seen)  # all but the warm-up steps were replays
     assert close_records(untimed(tmp_path / "eager"), untimed(tmp_path / "graphed"), 1e-4)

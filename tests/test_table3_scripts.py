@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -142,11 +143,12 @@ def test_import_refuses_a_directory_without_the_runs_archive(tmp_path: Path) -> 
 
 
 def test_import_keeps_the_call_logs_under_the_tag(tmp_path: Path) -> None:
-    """--logs-tag keeps the call's log and the three logs the README cites from logs.tar.gz,
+    """--logs-tag keeps the call's log and the four logs the READMEs cite from logs.tar.gz,
     byte for byte under tagged names, and nothing else of the archive."""
     call = fake_call(tmp_path)
     (call / "call.log").write_text("[12:02:52] asked 8 runs for a checkpoint; 8 written\n")
     logs = {"rates.txt": "aggregate 875\n", "gpu_util.log": "0, 100 %\n",
+            "cpu.log": "12:00:00 load 64.5 62.7 44.6 2235 69 04:39:06\n",
             "usr1_status.log": "SigCgt:\t0000000100000202\n", "sweep_tail.log": "not kept\n"}
     with tarfile.open(call / "logs.tar.gz", "w:gz") as tar:
         for name, text in logs.items():
@@ -162,6 +164,7 @@ def test_import_keeps_the_call_logs_under_the_tag(tmp_path: Path) -> None:
     assert kept == {"call_s13_call2.log": (call / "call.log").read_text(),
                     "rates_s13_call2.txt": logs["rates.txt"],
                     "gpu_util_s13_call2.log": logs["gpu_util.log"],
+                    "cpu_s13_call2.log": logs["cpu.log"],
                     "usr1_status_s13_call2.log": logs["usr1_status.log"]}
 
 
@@ -193,6 +196,32 @@ def test_only_processes_with_a_sigusr1_handler_are_asked_for_a_checkpoint() -> N
             proc.kill()
             proc.wait()
     assert subprocess.run(["bash", "-c", f"{check}\ncatches_usr1 999999999"]).returncode != 0
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").is_file(), reason="needs Linux /proc")
+def test_the_cpu_log_lists_each_training_process_with_its_threads() -> None:
+    """follow's cpu_line: the load average, then pid, thread count and CPU time of every process
+    whose command line holds "statetrack train" (here a stand-in named so)."""
+    line = shell_function("scripts/gpu/table3_call.sh", "cpu_line")
+    code = "import threading, time\nthreading.Thread(target=time.sleep, args=(60,)).start()\n" \
+           "print('ready', flush=True)\ntime.sleep(60)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, "statetrack train stand-in"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        out = subprocess.run(["bash", "-c", f"{line}\ncpu_line"], capture_output=True,
+                             text=True, check=True).stdout.split()
+    finally:
+        proc.kill()
+        proc.wait()
+    # time, "load", 3 averages, then pid, threads, CPU time for each training process (other
+    # tests running beside this one may start real ones)
+    assert out[1] == "load" and len(out) >= 8 and (len(out) - 5) % 3 == 0, out
+    fields = out[5:]
+    processes = {fields[i]: (fields[i + 1], fields[i + 2]) for i in range(0, len(fields), 3)}
+    threads, cpu = processes[str(proc.pid)]
+    assert int(threads) >= 2
+    assert re.fullmatch(r"(\d+-)?(\d\d:)?\d\d:\d\d", cpu), cpu
 
 
 def concurrent_json(path: Path, rates: dict[str, dict[int, float]]) -> Path:
@@ -291,17 +320,19 @@ def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
         assert "compile GPU tests FAILED" in log
 
 
-def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path) -> None:
-    """LANES='GPUS:K:PATTERN,...;...': start_sweep launches one detached sweep per lane, on the
-    lane's GPUs, with its --per-gpu and each pattern as --only and --first in the lane's order
-    (a stand-in python3 records each launch)."""
+@pytest.mark.parametrize("sweep", ["sweeps/table3.yaml", "sweeps/deltanet_text_protocol.yaml"])
+def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path, sweep: str) -> None:
+    """LANES='GPUS:K:PATTERN,...;...': start_sweep launches one detached sweep of SWEEP per lane,
+    on the lane's GPUs, with its --per-gpu and each pattern as --only and --first in the lane's
+    order (a stand-in python3 records each launch)."""
     record = tmp_path / "launches.txt"
     fake = stand_in(tmp_path, "python3",
                     '#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n')
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
                         for name in ("log", "start_sweep", "start_lanes", "launch_sweep"))
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={tmp_path}/work\n'
-              f"PER_GPU=8; FIRST=(--first 'parity/*')\n{functions}start_sweep --set x.y=1")
+              f"PER_GPU=8; FIRST=(--first 'parity/*'); SWEEP={sweep}; RESULTS=results/none\n"
+              f"PARTIAL={tmp_path}/partial\n{functions}start_sweep --set x.y=1")
     lanes = ("0:4:parity/deltanet_neg/*,mod_arith_brackets/deltanet_neg/*;"
              "1,2:8:mod_arith_brackets/mamba*")
     env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "RECORD": str(record), "LANES": lanes}
@@ -313,14 +344,14 @@ def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path) ->
             break
         time.sleep(0.1)
     launches = sorted(record.read_text().splitlines())
-    tail = f"sweeps/table3.yaml --out {tmp_path}/work/runs"
+    tail = f"{sweep} --out {tmp_path}/work/runs"
     assert launches == [
         f"GPUS=0 -m statetrack sweep {tail} --per-gpu 4 --only parity/deltanet_neg/* --first "
         "parity/deltanet_neg/* --only mod_arith_brackets/deltanet_neg/* --first "
         "mod_arith_brackets/deltanet_neg/* --set x.y=1",
         f"GPUS=1,2 -m statetrack sweep {tail} --per-gpu 8 --only mod_arith_brackets/mamba* "
         "--first mod_arith_brackets/mamba* --set x.y=1"]
-    assert (tmp_path / "work" / "code" / "sweeps" / "table3.yaml").is_file()
+    assert (tmp_path / "work" / "code" / sweep).is_file()
 
 
 @pytest.mark.parametrize("time_left", [3600, 100])

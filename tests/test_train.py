@@ -254,6 +254,40 @@ def test_batches_drawn_ahead_in_a_thread_equal_those_drawn_in_place() -> None:
         ahead.close()
 
 
+def test_a_batch_holds_its_steps_sample_trimmed_in_memory_of_its_own() -> None:
+    from statetrack.experiment.batches import Batches
+    from statetrack.experiment.evaluation import TRAIN_STREAM, data_rng, trim
+
+    config = tiny(steps=4, batch_size=64)
+    t = config.training
+    task = get_task("mod_arith")
+    batches = Batches(task, t, torch.device("cpu"), start=3, ahead=0)
+    tokens, labels = batches.get(3)
+    expected = trim(task.sample(t.batch_size, t.min_len, t.max_len,
+                                data_rng(t.data_seed, TRAIN_STREAM, 3)))
+    for tensor, array in zip((tokens, labels), expected, strict=True):
+        assert tensor.dtype == torch.int64 and tensor.is_contiguous()
+        assert torch.equal(tensor, torch.from_numpy(array))
+        assert not np.shares_memory(tensor.numpy(), array)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batches_for_a_cuda_device_are_drawn_into_page_locked_memory() -> None:
+    from statetrack.experiment.batches import Batches
+
+    config = tiny(steps=4, batch_size=1024)
+    batches = Batches(get_task("parity"), config.training, torch.device("cuda"), start=0,
+                      ahead=1)
+    try:
+        inputs, labels = batches.pending[0][1].result()  # the host tensors, before the copy
+        assert inputs.is_pinned() and labels.is_pinned()
+        tokens, target = batches.get(0)
+        assert tokens.is_cuda and torch.equal(tokens.cpu(), inputs)
+    finally:
+        batches.close()
+
+
 def test_weights_that_share_one_buffer_checkpoint_and_restore(tmp_path: Path) -> None:
     """cuDNN's LSTM holds its weights as views of one flat buffer; a checkpoint must still save
     and restore them (safetensors refuses shared storage it does not fully cover)."""

@@ -17,7 +17,12 @@
 #    goes back, which a single queue over all GPUs cannot plan; BENCH_GPU=G times each model's
 #    step on GPU G alone: once the lane there has finished if a sweep is running, else before
 #    `run` starts one (start_or_follow); ADD_LANES, in
-#    LANES' form, starts more lanes beside a sweep that is already running)
+#    LANES' form, starts more lanes beside a sweep that is already running;
+#    SWEEP, RESULTS and PARTIAL run another sweep file the same way: its committed runs under
+#    RESULTS, its checkpoints carried in PARTIAL; e.g. SWEEP=sweeps/deltanet_text_protocol.yaml
+#    RESULTS=results/deltanet_text_protocol PARTIAL=.text_protocol_partial, imported with
+#    `table3_import.py CALL_DIR --results RESULTS --partial PARTIAL`. FIRST_ORDER's default
+#    patterns are Table 3's; another sweep starts its points in the file's order)
 #
 # The sweep runs detached (setsid) from a private copy of the code under $WORK, so it outlives
 # the call while the machine stays warm; a later call finds it running and only follows it. On a
@@ -36,12 +41,16 @@ set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"  # at most 8 files come back: logs go in one tar
 WORK=${WORK:-/tmp/st_table3}
+SWEEP=${SWEEP:-sweeps/table3.yaml}
+RESULTS=${RESULTS:-results/table3}  # the sweep's runs committed so far
+PARTIAL=${PARTIAL:-.table3_partial}  # the checkpoints of its unfinished runs, carried
 MPS_DIR=${MPS_DIR:-/tmp/st_mps}  # the MPS daemon's pipe/ and log/, shared by the calls
 PER_GPU=${PER_GPU:-3}  # at 4 the GPUs were already at 100%; fewer runs each finish sooner
 phase=$1; budget=$2
 deadline=$(( $(date +%s) + budget - 60 ))  # leave time to checkpoint (up to 30 s) and pack
 FIRST=(--first 'parity/*' --first 'mod_arith/deltanet_neg/*' --first 'mod_arith/mamba_neg/*'
        --first 'mod_arith/deltanet/*' --first 'mod_arith/mamba/*' --first 'mod_arith/slstm/*')
+[ "$SWEEP" = sweeps/table3.yaml ] || FIRST=()
 if [ -n "${FIRST_ORDER:-}" ]; then  # e.g. FIRST_ORDER='mod_arith/mamba_neg/* mod_arith/mamba/*'
   read -r -a patterns <<<"$FIRST_ORDER"; FIRST=()  # read does not glob the patterns
   for p in "${patterns[@]}"; do FIRST+=(--first "$p"); done
@@ -154,12 +163,13 @@ start_sweep() {
   [ "${MPS:-0}" = 1 ] && start_mps
   [ "${MPS:-0}" = sweep ] && extra+=(--mps)
   mkdir -p "$WORK"
-  if [ -d results/table3 ] && [ ! -d "$WORK/runs" ]; then  # the runs committed so far
-    mkdir -p "$WORK/runs" && cp -r results/table3/*/ "$WORK/runs/"
+  if [ ! -d "$WORK/runs" ]; then
+    mkdir -p "$WORK/runs"
+    [ -d "$RESULTS" ] && cp -r "$RESULTS"/*/ "$WORK/runs/"  # the runs committed so far
     log "seeded $WORK/runs with $(find "$WORK/runs" -name summary.json | wc -l) committed runs"
-    if compgen -G ".table3_partial/partial.tar.part*" >/dev/null; then  # carried: see the top
-      cat .table3_partial/partial.tar.part* | tar -x -C "$WORK"
-      log "unpacked the checkpoints of $(tar -t -f <(cat .table3_partial/partial.tar.part*) \
+    if compgen -G "$PARTIAL/partial.tar.part*" >/dev/null; then  # carried: see the top
+      cat "$PARTIAL"/partial.tar.part* | tar -x -C "$WORK"
+      log "unpacked the checkpoints of $(tar -t -f <(cat "$PARTIAL"/partial.tar.part*) \
         | grep -c 'state.json$') unfinished runs to resume"
     fi
   fi
@@ -203,7 +213,7 @@ launch_sweep() {
   # one detached `statetrack sweep` over $WORK/runs, logging to $1
   local sweep_log=$1; shift
   (cd "$WORK/code" && PYTHONPATH=$WORK/code/src setsid nohup python3 -m statetrack sweep \
-     sweeps/table3.yaml --out "$WORK/runs" "$@" >>"$sweep_log" 2>&1 </dev/null &
+     "$SWEEP" --out "$WORK/runs" "$@" >>"$sweep_log" 2>&1 </dev/null &
    echo $! >"${sweep_log%.log}.pid")  # setsid and nohup exec: the sweep's own pid
 }
 
@@ -262,7 +272,7 @@ start_or_follow() {
 }
 
 # [s]: the pattern must not match the command line of the shell that runs this script
-sweep_alive() { pgrep -f "[s]tatetrack sweep sweeps/table3.yaml" >/dev/null; }
+sweep_alive() { pgrep -f "[s]tatetrack sweep $SWEEP" >/dev/null; }
 
 catches_usr1() {
   # whether process $1 has a SIGUSR1 handler installed: bit 9 (signal 10) of SigCgt in
@@ -323,7 +333,7 @@ pack() {
    done)
   python3 scripts/gpu/run_rates.py "$WORK/runs" | tee "$L/rates.txt" | tail -n 1 | tee -a "$OUT/call.log"
   cp -r "$MPS_DIR/log" "$L/mps_log" 2>/dev/null
-  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep sweeps/table3.yaml \
+  (cd "$WORK/code" && PYTHONPATH=$WORK/code/src python3 -m statetrack sweep "$SWEEP" \
      --out "$WORK/runs" --dry-run >"$L/points.txt" 2>&1; tail -n 1 "$L/points.txt") \
      | tee -a "$OUT/call.log"
   cp "$WORK/started_at" "$L/started_at.txt" 2>/dev/null
@@ -334,8 +344,18 @@ follow() {
   while [ "$(date +%s)" -lt "$deadline" ] && sweep_alive; do
     nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader \
       | tr '\n' ' ' | sed "s/^/$(date +%H:%M:%S) /;s/$/\n/" >>"$L/gpu_util.log"
+    cpu_line >>"$L/cpu.log"
     sleep 20
   done
+}
+
+cpu_line() {
+  # the load average, then each training process's pid, threads and CPU time used so far
+  # ([[DD-]HH:]MM:SS): session 19's runs at batch 1024 left their GPUs 27-60% busy while
+  # each process held 780-1560% CPU (top), and what those threads did was not known
+  local pids; pids=$(pgrep -d, -f "[s]tatetrack train")
+  echo "$(date +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" \
+    "${pids:+$(ps -o pid=,nlwp=,time= -p "$pids" | tr -s ' \n' ' ')}"
 }
 
 bench=  # the pid of bench_when_free, if start_or_follow started it

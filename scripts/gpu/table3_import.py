@@ -14,7 +14,7 @@ CALL_DIR holds the call's files (table3_runs.tar.gz, partial.tar.part*, logs.tar
    lost two sLSTM runs' worth of GPU time that way);
 3. with `--logs-tag`, keeps the call's log, per-run rates, GPU trace and the training
    processes' signal masks at the checkpoint request as
-   `--results`/logs/{call,rates,gpu_util,usr1_status}_TAG.*.
+   `--results`/logs/{call,rates,gpu_util,cpu,usr1_status}_TAG.*.
 
 It refuses (exit status 2) when CALL_DIR has no table3_runs.tar.gz, and it never overwrites a
 run that `--results` already has.
@@ -100,10 +100,10 @@ def merge_partial(call: Path, partial: Path, finished: set[str]) -> tuple[list[s
 
 
 def keep_logs(call: Path, results: Path, tag: str) -> list[Path]:
-    """Copy the call's call.log, and its rates.txt, gpu_util.log and usr1_status.log (from
-    logs.tar.gz), into results/logs, named with `tag`; what the call lacks is skipped."""
+    """Copy the call's call.log, and its rates.txt, gpu_util.log, cpu.log and usr1_status.log
+    (from logs.tar.gz), into results/logs, named with `tag`; what the call lacks is skipped."""
     wanted = {"logs/rates.txt": f"rates_{tag}.txt", "logs/gpu_util.log": f"gpu_util_{tag}.log",
-              "logs/usr1_status.log": f"usr1_status_{tag}.log"}
+              "logs/cpu.log": f"cpu_{tag}.log", "logs/usr1_status.log": f"usr1_status_{tag}.log"}
     logs = results / "logs"
     written = []
     if (call / "call.log").exists():

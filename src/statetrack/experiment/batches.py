@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
 import torch
 
 from statetrack.experiment.config import TrainingSection
@@ -42,9 +43,7 @@ class Batches:
         t = self.training
         batch = self.task.sample(t.batch_size, t.min_len, t.max_len,
                                  data_rng(t.data_seed, TRAIN_STREAM, step))
-        inputs, labels = (torch.from_numpy(a.copy()) for a in trim(batch))
-        if self.pin:
-            inputs, labels = inputs.pin_memory(), labels.pin_memory()
+        inputs, labels = (host_tensor(a, self.pin) for a in trim(batch))
         return inputs, labels
 
     def get(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,3 +61,15 @@ class Batches:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
+    """A contiguous (and, with ``pin``, page-locked) CPU tensor holding ``array``, copied by
+    numpy on the calling thread. ``torch.Tensor.copy_``, which ``pin_memory()`` runs, splits a
+    copy of 32,768 elements or more over PyTorch's intra-op threads, so at batch 1024 and length
+    40 every batch woke the whole thread pool twice (inputs and labels); on a GPU machine that
+    pool is one thread per core in each training process. ``benchmarks/batch_draw.py`` measures
+    both ways."""
+    out = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, pin_memory=pin)
+    out.numpy()[...] = array
+    return out
