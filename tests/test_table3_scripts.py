@@ -324,10 +324,12 @@ def test_compile_check_decides_from_the_gpu_tests_and_the_packed_rates(
 def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path, sweep: str) -> None:
     """LANES='GPUS:K:PATTERN,...;...': start_sweep launches one detached sweep of SWEEP per lane,
     on the lane's GPUs, with its --per-gpu and each pattern as --only and --first in the lane's
-    order (a stand-in python3 records each launch)."""
+    order, and every run one share of the cores over all lanes' runs (a stand-in python3 records
+    each launch)."""
     record = tmp_path / "launches.txt"
-    fake = stand_in(tmp_path, "python3",
-                    '#!/bin/bash\necho "GPUS=$CUDA_VISIBLE_DEVICES $*" >>"$RECORD"\n')
+    fake = stand_in(tmp_path, "python3", '#!/bin/bash\n'
+                    'echo "GPUS=$CUDA_VISIBLE_DEVICES OMP=$OMP_NUM_THREADS $*" >>"$RECORD"\n')
+    stand_in(tmp_path, "nproc", "#!/bin/bash\necho 64\n")  # 64 cores over 4 + 2 × 8 runs
     functions = "".join(shell_function("scripts/gpu/table3_call.sh", name)
                         for name in ("log", "start_sweep", "start_lanes", "launch_sweep"))
     script = (f'set -u\nOUT={tmp_path}/out; L=$OUT/logs; mkdir -p "$L"; WORK={tmp_path}/work\n'
@@ -346,10 +348,10 @@ def test_lanes_start_one_sweep_per_gpu_with_only_their_points(tmp_path: Path, sw
     launches = sorted(record.read_text().splitlines())
     tail = f"{sweep} --out {tmp_path}/work/runs"
     assert launches == [
-        f"GPUS=0 -m statetrack sweep {tail} --per-gpu 4 --only parity/deltanet_neg/* --first "
+        f"GPUS=0 OMP=3 -m statetrack sweep {tail} --per-gpu 4 --only parity/deltanet_neg/* --first "
         "parity/deltanet_neg/* --only mod_arith_brackets/deltanet_neg/* --first "
         "mod_arith_brackets/deltanet_neg/* --set x.y=1",
-        f"GPUS=1,2 -m statetrack sweep {tail} --per-gpu 8 --only mod_arith_brackets/mamba* "
+        f"GPUS=1,2 OMP=3 -m statetrack sweep {tail} --per-gpu 8 --only mod_arith_brackets/mamba* "
         "--first mod_arith_brackets/mamba* --set x.y=1"]
     assert (tmp_path / "work" / "code" / sweep).is_file()
 

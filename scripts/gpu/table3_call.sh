@@ -185,18 +185,28 @@ start_sweep() {
 }
 
 start_lanes() {
-  # one detached sweep per lane of $1 (LANES' form), numbered on from the lanes started before
-  local lane gpus k patterns p args list lanes i=0 spec=$1; shift
+  # one detached sweep per lane of $1 (LANES' form), numbered on from the lanes started before.
+  # Each run gets one share of the cores over all the lanes' runs (OMP_NUM_THREADS, unless set):
+  # statetrack sweep alone would count only its own lane's runs, and session 19's three runs in
+  # two lanes got 16 + 16 + 32 intra-op threads on 32 cores (load average 64).
+  local lane gpus k patterns p args list lanes i=0 runs=0 threads spec=$1; shift
   IFS=';' read -r -a lanes <<<"$spec"
+  for lane in "${lanes[@]}"; do
+    IFS=: read -r gpus k patterns <<<"$lane"
+    IFS=, read -r -a list <<<"$gpus"
+    runs=$(( runs + k * ${#list[@]} ))
+  done
+  threads=${OMP_NUM_THREADS:-$(( $(nproc) / runs ))}
+  [ "$threads" -ge 1 ] || threads=1
   for lane in "${lanes[@]}"; do
     while [ -e "$WORK/lane$i.gpus" ]; do i=$((i + 1)); done
     IFS=: read -r gpus k patterns <<<"$lane"
     args=(); IFS=, read -r -a list <<<"$patterns"
     for p in "${list[@]}"; do args+=(--only "$p" --first "$p"); done
-    log "starting lane $i on GPU(s) $gpus: --per-gpu $k ${args[*]} $*"
+    log "starting lane $i on GPU(s) $gpus: --per-gpu $k ${args[*]} $* ($threads threads a run)"
     echo "$gpus" >"$WORK/lane$i.gpus"
-    CUDA_VISIBLE_DEVICES=$gpus launch_sweep "$WORK/sweep_lane$i.log" --per-gpu "$k" \
-      "${args[@]}" "$@"
+    OMP_NUM_THREADS=$threads CUDA_VISIBLE_DEVICES=$gpus launch_sweep "$WORK/sweep_lane$i.log" \
+      --per-gpu "$k" "${args[@]}" "$@"
   done
 }
 
