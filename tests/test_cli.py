@@ -211,6 +211,31 @@ def test_table_keeps_model_variants_of_one_name_in_separate_rows(tmp_path: Path,
     assert sorted(set(drawn)) == list(cells) and len(drawn) == 2 + 3
 
 
+def test_table_keeps_protocols_of_one_name_and_task_in_separate_rows(tmp_path: Path,
+                                                                      capsys) -> None:
+    """Runs of one name and task that differ in a training setting (a sweep grid over the
+    learning rate) get rows of their own; seeds, device, compile and logging are not the
+    protocol and are pooled; and the other task's protocol, which differs anyway, splits
+    nothing."""
+    parity = ROOT / "configs/chomsky/parity/deltanet_neg.yaml"
+    fake_run(tmp_path / "a", parity, 0, 0.25)
+    fake_run(tmp_path / "b", parity, 1, 0.5, set_=[
+        "training.compile=true", "training.device=cpu", "training.val_every=0",
+        "training.data_seed=7", "training.checkpoint_every=0"])
+    fake_run(tmp_path / "c", parity, 0, 0.75, set_=["training.lr=5e-4"])
+    fake_run(tmp_path / "d", ROOT / "configs/chomsky/mod_arith/deltanet_neg.yaml", 0, 0.125)
+    assert main(["table", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    cells = {row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]]
+             for row in rows[1:]}
+    assert sorted(cells) == ["deltanet_neg", "deltanet_neg (lr=0.0005)",
+                             "deltanet_neg (lr=0.001)"]
+    assert cells["deltanet_neg (lr=0.001)"][0].startswith("**0.500** (0.375 ± 0.125, n=2)")
+    assert cells["deltanet_neg (lr=0.0005)"][0] == "**0.750** (0.750 ± 0.000, n=1)"
+    assert cells["deltanet_neg"][0] == "–"
+    assert cells["deltanet_neg"][1].startswith("**0.125** (0.125 ± 0.000, n=1)")
+
+
 def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> None:
     config = ROOT / "configs/chomsky/parity"
     fake_run(tmp_path, config / "deltanet_neg.yaml", 0, 0.9)

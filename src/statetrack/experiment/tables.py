@@ -54,22 +54,51 @@ def collect(run_dirs: list[Path]) -> dict[tuple[str, str], Cell]:
 
 def model_labels(configs: list[dict[str, Any]]) -> list[str]:
     """Each run's row: its name, plus ``(key=value, ...)`` for every model setting in which
-    runs of that name differ (say a grid over ``unit_keys``), so that different models are
-    never pooled into one cell. Models are compared resolved (a config written before an option
-    existed has its default) and without the mixer's ``backend`` (a kernel, not a model)."""
-    flat = [_flat_model(config["model"]) for config in configs]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for config, model in zip(configs, flat, strict=True):
-        groups.setdefault(config["name"], []).append(model)
-    varying = {name: {k for k in set().union(*models)
-                      if len({repr(m.get(k)) for m in models}) > 1}
-               for name, models in groups.items()}
+    runs of that name differ (say a grid over ``unit_keys``), and every training setting in
+    which runs of that name and task differ (say a grid over ``training.lr``), so that
+    different models or protocols are never pooled into one cell. Models are compared resolved
+    (a config written before an option existed has its default) and without the mixer's
+    ``backend`` (a kernel, not a model); training settings without the seeds and those that
+    only choose how a run executes (:data:`EXECUTION_KEYS`)."""
+    models = [_flat_model(config["model"]) for config in configs]
+    protocols = [_flat_training(config.get("training", {})) for config in configs]
+    by_name = _varying([config["name"] for config in configs], models)
+    by_task = _varying([(config["name"], task_label(config["task"])) for config in configs],
+                       protocols)
     labels = []
-    for config, model in zip(configs, flat, strict=True):
-        keys = sorted(varying[config["name"]])
-        suffix = ", ".join(f"{k.split('.')[-1]}={model.get(k)}" for k in keys)
-        labels.append(f"{config['name']} ({suffix})" if keys else config["name"])
+    for config, model, protocol in zip(configs, models, protocols, strict=True):
+        name = config["name"]
+        shown = [(k, model.get(k)) for k in by_name[name]]
+        shown += [(k, protocol.get(k)) for k in by_task[(name, task_label(config["task"]))]]
+        suffix = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in shown)  # model keys first
+        labels.append(f"{name} ({suffix})" if shown else name)
     return labels
+
+
+# Training settings that are not part of a run's protocol: its random draws, and how it executes
+# (the same steps on other hardware, compiled or replayed, logged and checkpointed more or less).
+EXECUTION_KEYS = ("seed", "data_seed", "device", "log_every", "val_every", "checkpoint_every",
+                  "cuda_graphs", "compile")
+
+
+def _varying(groups: list[Any], settings: list[dict[str, Any]]) -> dict[Any, list[str]]:
+    """group → the sorted keys whose values differ among the runs of that group."""
+    members: dict[Any, list[dict[str, Any]]] = {}
+    for group, flat in zip(groups, settings, strict=True):
+        members.setdefault(group, []).append(flat)
+    return {group: sorted(k for k in set().union(*flats)
+                          if len({repr(f.get(k)) for f in flats}) > 1)
+            for group, flats in members.items()}
+
+
+def _flat_training(raw: dict[str, Any]) -> dict[str, Any]:
+    """A training section with its defaults filled in, less :data:`EXECUTION_KEYS`."""
+    from dataclasses import fields
+
+    from statetrack.experiment.config import TrainingSection
+
+    resolved = {f.name: f.default for f in fields(TrainingSection)} | dict(raw)
+    return {k: v for k, v in resolved.items() if k not in EXECUTION_KEYS}
 
 
 def _flat_model(raw: dict[str, Any]) -> dict[str, Any]:
