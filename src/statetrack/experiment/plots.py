@@ -34,7 +34,8 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
     one colour per model so that its seeds read as a bundle, the training lengths shaded,
     chance dotted, and dashed the accuracy of always giving the commonest answer of the test
     set where that lies clearly above chance (``evaluation.constant_floor``); runs of one name that
-    differ in a model setting are different models (``tables.model_labels``). Reads run
+    differ in a model setting, or of one name and task in a training setting, are drawn as
+    different models (``tables.model_labels``). Reads run
     directories only (config.yaml, eval.csv and summary.json), and draws the test sets of their
     tasks again for the dashed line."""
     import matplotlib

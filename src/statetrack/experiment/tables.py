@@ -38,7 +38,8 @@ class Cell:
 
 def collect(run_dirs: list[Path]) -> dict[tuple[str, str], Cell]:
     """(row, task) → the scaled accuracies of its runs (one per seed). The row is the model's
-    name, split by :func:`model_labels` where runs of one name differ in their model."""
+    name, split by :func:`model_labels` where runs of one name differ in their model, or runs
+    of one name and task in their training protocol."""
     runs = [(rundir.read_json(d / rundir.SUMMARY), yaml.safe_load((d / rundir.CONFIG).read_text()))
             for d in run_dirs]
     labels = model_labels([config for _, config in runs])
