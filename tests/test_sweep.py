@@ -166,6 +166,24 @@ def test_table3_sweep_is_seven_models_by_four_tasks_by_three_seeds() -> None:
                                                                 else []))
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_committed_sweep_expands_to_configs_that_validate(path: Path) -> None:
+    """Each point of each sweep file is a config the trainer accepts: the file parses, its
+    configs exist, and every point's overrides validate (a typo in a key or value fails here,
+    not on the GPU machine)."""
+    from statetrack.experiment.config import load_config
+
+    sweep = load_sweep(path)
+    points = expand(sweep, Path("runs") / sweep.name, [])
+    assert points and all(c.is_file() for c in sweep.configs)
+    names = [p.name for p in points]
+    assert len(set(names)) == len(names) and all(SAFE_NAME.match(n) for n in names)
+    for p in points:
+        config = load_config(p.config, p.set_items())
+        assert config.training.seed == dict(p.overrides)[SEED_KEY]
+
+
 def test_grid_keys_are_named_by_their_shortest_unambiguous_suffix(tmp_path: Path) -> None:
     data = grid_sweep(tmp_path)
     data["grid"] = {"training.lr": [1e-3], "model.mixer_options.lr": [2e-3],
