@@ -361,8 +361,9 @@ follow() {
 
 cpu_line() {
   # the load average, then each training process's pid, threads and CPU time used so far
-  # ([[DD-]HH:]MM:SS): session 19's runs at batch 1024 left their GPUs 27-60% busy while
-  # each process held 780-1560% CPU (top), and what those threads did was not known
+  # ([[DD-]HH:]MM:SS): session 19's runs at batch 1024 left their GPUs 13-70% busy (medians
+  # 27% and 55%) while each process held 780-1560% CPU (top), and what those threads did was
+  # not known
   local pids; pids=$(pgrep -d, -f "[s]tatetrack train")
   echo "$(date +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg)" \
     "${pids:+$(ps -o pid=,nlwp=,time= -p "$pids" | tr -s ' \n' ' ')}"

@@ -67,9 +67,9 @@ def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
     """A contiguous (and, with ``pin``, page-locked) CPU tensor holding ``array``, copied by
     numpy on the calling thread. ``torch.Tensor.copy_``, which ``pin_memory()`` runs, splits a
     copy of 32,768 elements or more over PyTorch's intra-op threads, so at batch 1024 and length
-    40 every batch woke the whole thread pool twice (inputs and labels); on a GPU machine that
-    pool is one thread per core in each training process. ``benchmarks/batch_draw.py`` measures
-    both ways."""
+    40 every batch woke the whole thread pool twice (inputs and labels); in session 19's runs
+    on a GPU machine those pools held 16 or 32 threads each. ``benchmarks/batch_draw.py``
+    measures both ways."""
     out = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, pin_memory=pin)
     out.numpy()[...] = array
     return out
