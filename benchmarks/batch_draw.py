@@ -51,8 +51,10 @@ WAYS = {"torch_copy": torch_copy, "numpy_copy": host_tensor}
 SETTLE_S = 0.2
 
 
-def time_way(way: str, arrays: list[tuple[np.ndarray, np.ndarray]], pin: bool) -> tuple[float,
-                                                                                      float]:
+Batch = tuple[np.ndarray, np.ndarray]  # inputs, labels
+
+
+def time_way(way: str, arrays: list[Batch], pin: bool) -> tuple[float, float]:
     """(wall µs, process CPU µs) per batch of inputs and labels, over ``arrays``."""
     convert = WAYS[way]
     time.sleep(SETTLE_S)

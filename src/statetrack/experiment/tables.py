@@ -8,7 +8,7 @@ paper's configs. Reads run directories only, so a table can always be rebuilt.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,16 +61,17 @@ def model_labels(configs: list[dict[str, Any]]) -> list[str]:
     (a config written before an option existed has its default) and without the mixer's
     ``backend`` (a kernel, not a model); training settings without the seeds and those that
     only choose how a run executes (:data:`EXECUTION_KEYS`)."""
+    names = [config["name"] for config in configs]
+    name_tasks = [(name, task_label(config["task"])) for name, config in zip(names, configs,
+                                                                             strict=True)]
     models = [_flat_model(config["model"]) for config in configs]
     protocols = [_flat_training(config.get("training", {})) for config in configs]
-    by_name = _varying([config["name"] for config in configs], models)
-    by_task = _varying([(config["name"], task_label(config["task"])) for config in configs],
-                       protocols)
+    by_name, by_task = _varying(names, models), _varying(name_tasks, protocols)
     labels = []
-    for config, model, protocol in zip(configs, models, protocols, strict=True):
-        name = config["name"]
+    for name, name_task, model, protocol in zip(names, name_tasks, models, protocols,
+                                                strict=True):
         shown = [(k, model.get(k)) for k in by_name[name]]
-        shown += [(k, protocol.get(k)) for k in by_task[(name, task_label(config["task"]))]]
+        shown += [(k, protocol.get(k)) for k in by_task[name_task]]
         suffix = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in shown)  # model keys first
         labels.append(f"{name} ({suffix})" if shown else name)
     return labels
@@ -94,8 +95,6 @@ def _varying(groups: list[Any], settings: list[dict[str, Any]]) -> dict[Any, lis
 
 def _flat_training(raw: dict[str, Any]) -> dict[str, Any]:
     """A training section with its defaults filled in, less :data:`EXECUTION_KEYS`."""
-    from dataclasses import fields
-
     from statetrack.experiment.config import TrainingSection
 
     resolved = {f.name: f.default for f in fields(TrainingSection)} | dict(raw)
