@@ -85,3 +85,21 @@ def test_readme_fla_init_check_is_what_statetrack_table_prints(
         "deltanet_neg (init=fla, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"]
     readme = (RESULTS.parent / "README.md").read_text()
     assert all(row in readme for row in rows)
+
+
+def test_readme_text_protocol_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's DeltaNet [−1, 1] mod_arith rows under the two protocols are `statetrack table
+    results/table3/mod_arith/deltanet_neg results/deltanet_text_protocol`: Table 3's runs
+    (public configs) and the paper text's (3 layers, batch 1024, clipping) in rows of their
+    own, never pooled."""
+    assert main(["table", str(RESULTS / "table3" / "mod_arith" / "deltanet_neg"),
+                 str(RESULTS / "deltanet_text_protocol")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| deltanet_neg")]
+    labels = [row.split("|")[1].strip() for row in rows]
+    assert "deltanet_neg (n_layers=2, batch_size=256, grad_clip=None)" in labels
+    assert any("n_layers=3, batch_size=1024, grad_clip=1.0" in label for label in labels)
+    readme = (RESULTS.parent / "README.md").read_text()
+    assert all(row in readme for row in rows)
