@@ -70,6 +70,6 @@ def host_tensor(array: np.ndarray, pin: bool) -> torch.Tensor:
     40 every batch woke the whole thread pool twice (inputs and labels); in session 19's runs
     on a GPU machine those pools held 16 or 32 threads each. ``benchmarks/batch_draw.py``
     measures both ways."""
-    out = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, pin_memory=pin)
+    out = torch.empty(array.shape, dtype=torch.from_numpy(array).dtype, pin_memory=pin)
     out.numpy()[...] = array
     return out
