@@ -251,3 +251,31 @@ def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> 
     assert main(["plot", str(tmp_path), "--models", "mamba"]) == 2
     err = capsys.readouterr().err
     assert "mamba" in err and "deltanet, deltanet_neg" in err
+
+
+def test_plot_keeps_the_curves_wide_beside_a_long_legend(tmp_path: Path) -> None:
+    """The legend sits outside the axes: labels that name a sweep's settings widen the figure
+    instead of squeezing the curves (session 21's text-protocol plot had 2 inches of axes)."""
+    import matplotlib.pyplot as plt
+
+    from statetrack.experiment import plots
+
+    config = ROOT / "configs/chomsky/mod_arith/deltanet_neg.yaml"
+    for i, lr in enumerate(["1e-2", "1e-3", "5e-4"]):  # labels name all four settings
+        fake_run(tmp_path / str(i), config, 0, 0.5, set_=[
+            f"training.lr={lr}", f"model.n_layers={2 + i}", f"training.batch_size={256 << i}",
+            f"training.grad_clip={1.0 + i}"])
+    fake_run(tmp_path / "short", ROOT / "configs/chomsky/parity/deltanet.yaml", 0, 0.1)
+    figures = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "close", figures.append)
+        plots.plot_runs(sorted(p.parent for p in tmp_path.rglob("config.yaml")),
+                        tmp_path / "p.png")
+    (fig,) = figures
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 2
+    labels = [t.get_text() for ax in panels for t in ax.get_legend().get_texts()]
+    assert max(map(len, labels)) > 60  # the long labels this is about
+    for ax in panels:
+        assert ax.get_position().width * fig.get_figwidth() >= 0.8 * plots.AXES_WIDTH
+    plt.close(fig)

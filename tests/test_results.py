@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from statetrack.cli import main
 
@@ -99,7 +100,12 @@ def test_readme_text_protocol_check_is_what_statetrack_table_prints(
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| deltanet_neg")]
     labels = [row.split("|")[1].strip() for row in rows]
-    assert "deltanet_neg (n_layers=2, batch_size=256, grad_clip=None)" in labels
-    assert any("n_layers=3, batch_size=1024, grad_clip=1.0" in label for label in labels)
-    readme = (RESULTS.parent / "README.md").read_text()
-    assert all(row in readme for row in rows)
+    assert "deltanet_neg (n_layers=2, batch_size=256, grad_clip=None, lr=0.001)" in labels
+    # a row per learning rate of the text's grid that has finished runs
+    text_runs = RESULTS / "deltanet_text_protocol"
+    rates = {yaml.safe_load((p.parent / "config.yaml").read_text())["training"]["lr"]
+             for p in text_runs.rglob("summary.json")}
+    text = [label for label in labels if "n_layers=3, batch_size=1024, grad_clip=1.0" in label]
+    assert len(text) == len(rates) >= 3 and len(labels) == len(text) + 1
+    for readme in (RESULTS.parent / "README.md", text_runs / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme

@@ -70,12 +70,27 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
         ax.set_ylabel("accuracy")
     if len(panels) > 1:
         fig.suptitle(title or default_title, fontsize=11)
+    _fit_legends(fig, axes[:len(panels)], ncols)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+AXES_WIDTH = 4.2  # inches of plot in each panel, whatever its legend's width
+
+
+def _fit_legends(fig, axes, ncols: int) -> None:
+    """Widen the figure so that each panel keeps AXES_WIDTH inches of plot beside its legend:
+    the legends sit outside the axes, and long labels (a sweep's settings) would otherwise
+    squeeze the curves into a sliver."""
+    fig.canvas.draw()  # a legend's size is known once it is drawn
+    legends = [ax.get_legend() for ax in axes]
+    legend = max((g.get_window_extent().width for g in legends if g is not None),
+                 default=0.0) / fig.dpi
+    fig.set_size_inches(ncols * (AXES_WIDTH + 0.9 + legend) + 0.2, fig.get_figheight())
 
 
 def _draw_panel(ax, runs: list, colour: dict) -> None:
