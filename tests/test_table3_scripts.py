@@ -198,6 +198,32 @@ def test_only_processes_with_a_sigusr1_handler_are_asked_for_a_checkpoint() -> N
     assert subprocess.run(["bash", "-c", f"{check}\ncatches_usr1 999999999"]).returncode != 0
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_a_call_asks_only_its_own_sweeps_runs_for_checkpoints(tmp_path: Path) -> None:
+    """Two sweeps may run side by side from different WORK directories (one call each):
+    train_pids, the processes request_checkpoints signals, are the trainings whose run
+    directory lies under this call's WORK, started (--out) or resumed (--resume)."""
+    pids = shell_function("scripts/gpu/table3_call.sh", "train_pids")
+    body = "import time\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    argvs = {"own_new": ["--out", f"{tmp_path}/a/runs/parity/x/seed=0"],
+             "own_resumed": ["--resume", f"{tmp_path}/a/runs/parity/x/seed=1"],
+             "other": ["--out", f"{tmp_path}/ab/runs/parity/x/seed=0"]}
+    procs = {name: subprocess.Popen([sys.executable, "-c", body, "statetrack", "train",
+                                     "cfg.yaml", *argv], stdout=subprocess.PIPE, text=True)
+             for name, argv in argvs.items()}
+    try:
+        for proc in procs.values():
+            assert proc.stdout.readline().strip() == "ready"
+        found = subprocess.run(["bash", "-c", f"WORK={tmp_path}/a\n{pids}train_pids"],
+                               capture_output=True, text=True).stdout.split()
+        assert sorted(map(int, found)) == sorted([procs["own_new"].pid,
+                                                  procs["own_resumed"].pid])
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.skipif(not Path("/proc/loadavg").is_file(), reason="needs Linux /proc")
 def test_the_cpu_log_lists_each_training_process_with_its_threads() -> None:
     """follow's cpu_line: the load average, then pid, thread count and CPU time of every process

@@ -284,6 +284,10 @@ start_or_follow() {
 # [s]: the pattern must not match the command line of the shell that runs this script
 sweep_alive() { pgrep -f "[s]tatetrack sweep $SWEEP" >/dev/null; }
 
+# the training processes of this sweep: their command lines name a run directory under
+# $WORK/runs (--out or --resume), so another sweep's runs beside it (another WORK) are left alone
+train_pids() { pgrep -f "[s]tatetrack train .*$WORK/runs/"; }
+
 catches_usr1() {
   # whether process $1 has a SIGUSR1 handler installed: bit 9 (signal 10) of SigCgt in
   # /proc/PID/status. Before the trainer installs its handler, SIGUSR1 would end the process.
@@ -300,13 +304,13 @@ request_checkpoints() {
   # call's steps).
   local marker=$WORK/.checkpoint_request n=0 pid waited=0
   touch "$marker"
-  for pid in $(pgrep -f "[s]tatetrack train"); do
+  for pid in $(train_pids); do
     catches_usr1 "$pid" && kill -USR1 "$pid" && n=$((n + 1))
   done
   sleep 5  # then each process's signal masks and command line: session 12's two sLSTM runs
   # caught SIGUSR1 yet wrote no checkpoint; nothing was pending or blocked, and their handlers
   # were LLVM's set (statetrack.experiment.trainer._checkpoint_on_signal now rearms)
-  for pid in $(pgrep -f "[s]tatetrack train"); do
+  for pid in $(train_pids); do
     { echo "pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-200)"
       grep -E '^(SigPnd|ShdPnd|SigBlk|SigIgn|SigCgt|Threads):' "/proc/$pid/status"
       for t in /proc/"$pid"/task/*; do
