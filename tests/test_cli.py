@@ -255,7 +255,7 @@ def test_plot_filters_models_and_names_a_missing_one(tmp_path: Path, capsys) -> 
 
 def test_plot_keeps_the_curves_wide_beside_a_long_legend(tmp_path: Path) -> None:
     """The legend sits outside the axes: labels that name a sweep's settings widen the figure
-    instead of squeezing the curves (session 21's text-protocol plot had 2 inches of axes)."""
+    instead of squeezing the curves (session 21's text-protocol plot had about 2 inches of axes)."""
     import matplotlib.pyplot as plt
 
     from statetrack.experiment import plots
