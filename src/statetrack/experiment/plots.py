@@ -86,9 +86,9 @@ def _fit_legends(fig, axes, ncols: int) -> None:
     """Widen the figure so that each panel keeps AXES_WIDTH inches of plot beside its legend:
     the legends sit outside the axes, and long labels (a sweep's settings) would otherwise
     squeeze the curves into a sliver."""
-    fig.canvas.draw()  # a legend's size is known once it is drawn
+    renderer = fig.canvas.get_renderer()  # lays out the legends without drawing the curves
     legends = [ax.get_legend() for ax in axes]
-    legend = max((g.get_window_extent().width for g in legends if g is not None),
+    legend = max((g.get_window_extent(renderer).width for g in legends if g is not None),
                  default=0.0) / fig.dpi
     fig.set_size_inches(ncols * (AXES_WIDTH + 0.9 + legend) + 0.2, fig.get_figheight())
 
