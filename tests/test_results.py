@@ -109,3 +109,46 @@ def test_readme_text_protocol_check_is_what_statetrack_table_prints(
     assert len(text) == len(rates) >= 3 and len(labels) == len(text) + 1
     for readme in (RESULTS.parent / "README.md", text_runs / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
+
+
+def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's DeltaNet parity rows under the two protocols are `statetrack table
+    results/table3/parity/deltanet results/table3/parity/deltanet_neg
+    results/deltanet_parity_text_protocol`: per model, Table 3's row and one per rate of the
+    text's grid (batch 1024, clipping), never pooled."""
+    parity = RESULTS / "table3" / "parity"
+    text_runs = RESULTS / "deltanet_parity_text_protocol"
+    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
+                 str(text_runs)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| deltanet")]
+    labels = [row.split("|")[1].strip() for row in rows]
+    rates = {yaml.safe_load((p.parent / "config.yaml").read_text())["training"]["lr"]
+             for p in text_runs.rglob("summary.json")}
+    for model in ("deltanet", "deltanet_neg"):
+        mine = [label for label in labels if label.startswith(f"{model} (")]
+        assert f"{model} (batch_size=256, grad_clip=None, lr=0.001)" in mine
+        assert len(mine) == len(rates) + 1 == 5
+    for readme in (RESULTS.parent / "README.md", text_runs / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
+
+
+def test_readme_parity_no_conv_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's DeltaNet parity rows without the short convolution are `statetrack table
+    results/table3/parity/deltanet results/table3/parity/deltanet_neg
+    results/deltanet_parity_no_conv`: each model split by its conv kernel."""
+    parity = RESULTS / "table3" / "parity"
+    runs = RESULTS / "deltanet_parity_no_conv"
+    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
+                 str(runs)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| deltanet")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)",
+        "deltanet_neg (conv_kernel=1)", "deltanet_neg (conv_kernel=4)"]
+    for readme in (RESULTS.parent / "README.md", runs / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
