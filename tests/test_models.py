@@ -88,6 +88,7 @@ def test_token_by_token_equals_whole_sequence(name: str) -> None:
     ({"mixer_options": {"num_head": 4}}, "model.mixer_options"),
     ({"init": "xavier"}, "model.init"),
     ({"mixer": "mamba", "init": "fla"}, "model.init"),
+    ({"mixer": "mlstm", "init": "paper"}, "model.init"),
 ])
 def test_bad_config_names_the_key(changes: dict, key: str) -> None:
     cfg = dataclasses.replace(ModelConfig(vocab_size=VOCAB, d_model=32), **changes)
@@ -122,3 +123,35 @@ def test_fla_init_draws_weights_at_std_002_and_scales_the_residual_writes(n_laye
     default = SequenceModel(dataclasses.replace(cfg, init="torch"))
     conv = default.blocks[0].mixer.k_conv.conv.weight
     assert conv.std().item() > 10 * 0.02  # uniform in ±4^-½: std 0.29
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_paper_init_keeps_the_layers_own_draws_where_the_papers_code_did(n_layers: int) -> None:
+    """init: paper: the DeltaNet projections Xavier-uniform with gain 2^-2.5 (o_proj not
+    divided), the short convolutions' taps PyTorch's uniform in ±kernel^-½ with zero bias, and
+    init: fla's draws for the embedding, MLP (down divided by √(2 · n_layers)) and head."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=VOCAB, d_model=128, n_layers=n_layers, mlp_ratio=6.0,
+                      init="paper", mixer_options={"eig_range": [-1, 1]})
+    model = SequenceModel(cfg)
+    xavier = lambda w: 2 ** -2.5 * (2 / sum(w.shape)) ** 0.5  # noqa: E731 (std of the draw)
+    for name, p in model.named_parameters():
+        leaf = name.split(".")[-2:]
+        if leaf[0] in ("q_proj", "k_proj", "v_proj", "b_proj", "o_proj"):
+            bound = 2 ** -2.5 * (6 / sum(p.shape)) ** 0.5
+            assert p.abs().max().item() <= bound, name
+            want = xavier(p)
+        elif leaf[0] == "conv" and leaf[1] == "weight":
+            assert p.abs().max().item() <= 4 ** -0.5, name
+            want = 4 ** -0.5 / 3 ** 0.5  # uniform in ±½
+        elif name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+            continue
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+            continue
+        elif name.endswith("mlp.down.weight"):
+            want = 0.02 / (2 * n_layers) ** 0.5
+        else:  # embedding, MLP gate and up, head
+            want = 0.02
+        assert p.std().item() == pytest.approx(want, rel=0.15), name

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MLP_KINDS = ("swiglu", "gelu", "none")
-INIT_SCHEMES = ("torch", "fla")
+INIT_SCHEMES = ("torch", "fla", "paper")
 
 
 @dataclass
@@ -27,6 +27,8 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
     # "torch": each layer's PyTorch default (Linear, Conv1d: uniform in ±fan_in^-½); "fla":
-    # flash-linear-attention's init of its DeltaNet models, which the paper's DeltaNet runs used
-    # (SequenceModel.init_fla); DeltaNet only
+    # flash-linear-attention's model-level init of its DeltaNet models (GPT-2's scheme) on every
+    # module (SequenceModel.init_fla); "paper": that scheme where the paper's code applied it,
+    # the DeltaNet layer's own Xavier projections and PyTorch's convolutions elsewhere
+    # (SequenceModel.init_paper); both DeltaNet only
     init: str = "torch"

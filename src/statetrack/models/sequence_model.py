@@ -16,9 +16,10 @@ from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
 NO_DECAY_NAMES = ("A_log", "D")
 """Parameter names (besides norm gains and biases) exempt from weight decay."""
 FLA_INIT_MIXERS = ("deltanet",)
-"""The mixers ``init: fla`` is defined for: their Linear and Conv1d layers have no init of
-their own (Mamba's Δ projection and the xLSTM gates do)."""
+"""The mixers ``init: fla`` and ``init: paper`` are defined for: their Linear and Conv1d layers
+have no init of their own (Mamba's Δ projection and the xLSTM gates do)."""
 FLA_INIT_STD = 0.02  # flash-linear-attention's ``initializer_range``
+PAPER_PROJ_GAIN = 2 ** -2.5  # the Xavier gain of the paper's DeltaNet layer's projections
 
 
 def validate_config(cfg: ModelConfig) -> None:
@@ -39,9 +40,9 @@ def validate_config(cfg: ModelConfig) -> None:
     if cfg.init not in INIT_SCHEMES:
         raise ValueError(f"model.init: expected one of {', '.join(INIT_SCHEMES)}, "
                          f"got {cfg.init!r}")
-    if cfg.init == "fla" and cfg.mixer not in FLA_INIT_MIXERS:
-        raise ValueError(f"model.init: 'fla' is defined for mixer(s) {', '.join(FLA_INIT_MIXERS)} "
-                         f"only, got mixer {cfg.mixer!r}")
+    if cfg.init in ("fla", "paper") and cfg.mixer not in FLA_INIT_MIXERS:
+        raise ValueError(f"model.init: {cfg.init!r} is defined for mixer(s) "
+                         f"{', '.join(FLA_INIT_MIXERS)} only, got mixer {cfg.mixer!r}")
     if not isinstance(cfg.mixer_options, dict):
         raise ValueError(f"model.mixer_options: expected a mapping, got {cfg.mixer_options!r}")
 
@@ -118,11 +119,13 @@ class SequenceModel(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.init == "fla":
             self.init_fla()
+        elif cfg.init == "paper":
+            self.init_paper()
 
     @torch.no_grad()
     def init_fla(self) -> None:
-        """flash-linear-attention's init of its DeltaNet models (GPT-2's scheme), which the
-        paper's DeltaNet runs used: every Linear and Conv1d weight (projections, short
+        """flash-linear-attention's model-level init of its DeltaNet models (GPT-2's scheme)
+        applied to every module: every Linear and Conv1d weight (projections, short
         convolutions, MLP, head) and the embedding drawn from N(0, 0.02²), biases zero, then
         each block's two writes to the residual stream (the mixer's ``o_proj`` and the MLP's
         ``down``) divided by √(2 · n_layers). Norm gains and the mixer's own parameters
@@ -139,6 +142,25 @@ class SequenceModel(nn.Module):
             block.mixer.o_proj.weight.mul_(scale)
             if block.mlp is not None:
                 block.mlp.down.weight.mul_(scale)
+
+    @torch.no_grad()
+    def init_paper(self) -> None:
+        """The init the paper's DeltaNet runs got, as its public code reads: fla's model-level
+        scheme (``init_fla``) reaches only the modules the DeltaNet layer did not initialise
+        itself. The layer, when built, draws its q, k, v, β and output projections
+        Xavier-uniform with gain 2^-2.5 (std 0.0156 at 128 × 128) and marks all its modules
+        initialised, so transformers' init skips them: the projections keep that draw (``o_proj``
+        is not divided by √(2 · n_layers)) and the short convolutions keep PyTorch's default
+        (taps uniform in ±kernel^-½). The embedding, MLP (``down`` divided) and head are
+        ``init_fla``'s. Its convolutions have no bias; ours have one, started at zero."""
+        self.init_fla()
+        for block in self.blocks:
+            mixer = block.mixer
+            for proj in (mixer.q_proj, mixer.k_proj, mixer.v_proj, mixer.b_proj, mixer.o_proj):
+                nn.init.xavier_uniform_(proj.weight, gain=PAPER_PROJ_GAIN)
+            for short in (mixer.q_conv, mixer.k_conv, mixer.v_conv):
+                short.conv.reset_parameters()
+                nn.init.zeros_(short.conv.bias)
 
     def forward(
         self, tokens: torch.Tensor, state: list[Any] | None = None
