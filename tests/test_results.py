@@ -135,39 +135,26 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
         assert all(row in readme.read_text() for row in rows), readme
 
 
-def test_readme_parity_no_conv_check_is_what_statetrack_table_prints(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize("runs, labels", [
+    ("deltanet_parity_no_conv", ["deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)",
+                                 "deltanet_neg (conv_kernel=1)", "deltanet_neg (conv_kernel=4)"]),
+    ("deltanet_paper_init", ["deltanet (init=paper, mlp_ratio=6.0)",
+                             "deltanet (init=torch, mlp_ratio=4.0)",
+                             "deltanet_neg (init=paper, mlp_ratio=6.0)",
+                             "deltanet_neg (init=torch, mlp_ratio=4.0)"]),
+])
+def test_readme_parity_variant_check_is_what_statetrack_table_prints(
+    runs: str, labels: list[str], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The README's DeltaNet parity rows without the short convolution are `statetrack table
-    results/table3/parity/deltanet results/table3/parity/deltanet_neg
-    results/deltanet_parity_no_conv`: each model split by its conv kernel."""
+    """The README's DeltaNet parity rows of a variant of the Table 3 model (no short
+    convolution; the paper's init and MLP width) are `statetrack table
+    results/table3/parity/deltanet results/table3/parity/deltanet_neg results/RUNS`: each model
+    split by the setting that differs, in the root README and the variant's own."""
     parity = RESULTS / "table3" / "parity"
-    runs = RESULTS / "deltanet_parity_no_conv"
     assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
-                 str(runs)]) == 0
+                 str(RESULTS / runs)]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| deltanet")]
-    assert [row.split("|")[1].strip() for row in rows] == [
-        "deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)",
-        "deltanet_neg (conv_kernel=1)", "deltanet_neg (conv_kernel=4)"]
-    for readme in (RESULTS.parent / "README.md", runs / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
-
-
-def test_readme_paper_init_check_is_what_statetrack_table_prints(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """The README's DeltaNet parity rows with the paper's init are `statetrack table
-    results/table3/parity/deltanet results/table3/parity/deltanet_neg
-    results/deltanet_paper_init`: each model split by its init and MLP width."""
-    parity = RESULTS / "table3" / "parity"
-    runs = RESULTS / "deltanet_paper_init"
-    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
-                 str(runs)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet")]
-    assert [row.split("|")[1].strip() for row in rows] == [
-        "deltanet (init=paper, mlp_ratio=6.0)", "deltanet (init=torch, mlp_ratio=4.0)",
-        "deltanet_neg (init=paper, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"]
-    for readme in (RESULTS.parent / "README.md", runs / "README.md"):
+    assert [row.split("|")[1].strip() for row in rows] == labels
+    for readme in (RESULTS.parent / "README.md", RESULTS / runs / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
