@@ -96,6 +96,20 @@ def test_bad_config_names_the_key(changes: dict, key: str) -> None:
         SequenceModel(cfg)
 
 
+def assert_init(model: SequenceModel, want_std) -> None:
+    """Biases zero, norm gains one, and every other parameter drawn around 0 with the standard
+    deviation ``want_std(name, p)`` gives."""
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p)), name
+        else:
+            want = want_std(name, p)
+            assert abs(p.mean().item()) < 0.2 * want, name
+            assert p.std().item() == pytest.approx(want, rel=0.15), name
+
+
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
 def test_fla_init_draws_weights_at_std_002_and_scales_the_residual_writes(n_layers: int) -> None:
     """init: fla: every Linear, Conv1d and embedding weight ~ N(0, 0.02²), biases 0, the two
@@ -104,21 +118,9 @@ def test_fla_init_draws_weights_at_std_002_and_scales_the_residual_writes(n_laye
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=VOCAB, d_model=128, n_layers=n_layers, mlp_ratio=6.0,
                       init="fla", mixer_options={"eig_range": [-1, 1]})
-    model = SequenceModel(cfg)
     scaled = 0.02 / (2 * n_layers) ** 0.5
-    for name, p in model.named_parameters():
-        if name.endswith(("o_proj.weight", "mlp.down.weight")):
-            want = scaled
-        elif name.endswith("bias"):
-            assert torch.count_nonzero(p) == 0, name
-            continue
-        elif "norm" in name:
-            assert torch.equal(p, torch.ones_like(p)), name
-            continue
-        else:
-            want = 0.02
-        assert abs(p.mean().item()) < 0.2 * want, name
-        assert p.std().item() == pytest.approx(want, rel=0.15), name
+    assert_init(SequenceModel(cfg), lambda name, p: scaled if name.endswith(
+        ("o_proj.weight", "mlp.down.weight")) else 0.02)
     torch.manual_seed(0)
     default = SequenceModel(dataclasses.replace(cfg, init="torch"))
     conv = default.blocks[0].mixer.k_conv.conv.weight
@@ -133,25 +135,18 @@ def test_paper_init_keeps_the_layers_own_draws_where_the_papers_code_did(n_layer
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=VOCAB, d_model=128, n_layers=n_layers, mlp_ratio=6.0,
                       init="paper", mixer_options={"eig_range": [-1, 1]})
-    model = SequenceModel(cfg)
-    xavier = lambda w: 2 ** -2.5 * (2 / sum(w.shape)) ** 0.5  # noqa: E731 (std of the draw)
-    for name, p in model.named_parameters():
-        leaf = name.split(".")[-2:]
-        if leaf[0] in ("q_proj", "k_proj", "v_proj", "b_proj", "o_proj"):
-            bound = 2 ** -2.5 * (6 / sum(p.shape)) ** 0.5
+
+    def want_std(name: str, p: torch.Tensor) -> float:
+        module = name.split(".")[-2]
+        if module in ("q_proj", "k_proj", "v_proj", "b_proj", "o_proj"):
+            bound = 2 ** -2.5 * (6 / sum(p.shape)) ** 0.5  # Xavier-uniform's
             assert p.abs().max().item() <= bound, name
-            want = xavier(p)
-        elif leaf[0] == "conv" and leaf[1] == "weight":
+            return bound / 3 ** 0.5
+        if module == "conv":
             assert p.abs().max().item() <= 4 ** -0.5, name
-            want = 4 ** -0.5 / 3 ** 0.5  # uniform in ±½
-        elif name.endswith("bias"):
-            assert torch.count_nonzero(p) == 0, name
-            continue
-        elif "norm" in name:
-            assert torch.equal(p, torch.ones_like(p)), name
-            continue
-        elif name.endswith("mlp.down.weight"):
-            want = 0.02 / (2 * n_layers) ** 0.5
-        else:  # embedding, MLP gate and up, head
-            want = 0.02
-        assert p.std().item() == pytest.approx(want, rel=0.15), name
+            return 4 ** -0.5 / 3 ** 0.5  # uniform in ±½
+        if name.endswith("mlp.down.weight"):
+            return 0.02 / (2 * n_layers) ** 0.5
+        return 0.02  # embedding, MLP gate and up, head
+
+    assert_init(SequenceModel(cfg), want_std)
