@@ -12,37 +12,34 @@ READMEs' per-seed tables are these rows.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 from pathlib import Path
+
+from statetrack.experiment.rundir import EVAL, SUMMARY, read_eval_csv, read_json, read_metrics
 
 
 def digest(run: Path, above: int) -> dict[str, object]:
     """The row of one finished run directory (ValueError if it has no summary or eval.csv)."""
-    summary_path, eval_path = run / "summary.json", run / "eval.csv"
-    if not summary_path.is_file() or not eval_path.is_file():
+    if not (run / SUMMARY).is_file() or not (run / EVAL).is_file():
         raise ValueError(f"{run}: not a finished run (summary.json and eval.csv needed)")
-    summary = json.loads(summary_path.read_text())
-    with eval_path.open() as f:
-        rows = [(int(r["length"]), int(r["n"]), float(r["accuracy"])) for r in csv.DictReader(f)]
-    first = next((length for length, _, acc in rows if acc < 0.9), None)
-    far = [(n, acc) for length, n, acc in rows if length > above]
-    seqs = sum(n for n, _ in far)
-    train_acc = None
-    metrics = run / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            record = json.loads(line)
-            if "accuracy" in record and "loss" in record:  # a training window, not a validation
-                train_acc = record["accuracy"]
+    summary = read_json(run / SUMMARY)
+    rows = read_eval_csv(run / EVAL)
+    first = next((r["length"] for r in rows if r["accuracy"] < 0.9), None)
+    far = [r for r in rows if r["length"] > above]
+    seqs = sum(r["n"] for r in far)
+    # the last training window (a record with loss and accuracy; validation adds val_* to it)
+    windows = [r for r in read_metrics(run) if "accuracy" in r and "loss" in r]
     return {
         "scaled": summary["scaled_accuracy"],
         "first_under": first,
-        "mean_above": sum(n * acc for n, acc in far) / seqs if seqs else None,
-        "train_acc": train_acc,
+        "mean_above": sum(r["n"] * r["accuracy"] for r in far) / seqs if seqs else None,
+        "train_acc": windows[-1]["accuracy"] if windows else None,
         "loss": summary.get("final_train_loss"),
     }
+
+
+def cell(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,11 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             d = digest(run, args.above)
         except ValueError as e:
             parser.error(str(e))
-        fmt = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
         first = "none" if d["first_under"] is None else d["first_under"]
         print(f"| {run.resolve().relative_to(parent)} | {d['scaled']:.3f} | {first} "
-              f"| {fmt(d['mean_above'], '.3f')} | {fmt(d['train_acc'], '.4f')} "
-              f"| {fmt(d['loss'], '.1e')} |")
+              f"| {cell(d['mean_above'], '.3f')} | {cell(d['train_acc'], '.4f')} "
+              f"| {cell(d['loss'], '.1e')} |")
     return 0
 
 
