@@ -63,3 +63,23 @@ def test_short_conv_gradients_of_any_subset_of_its_inputs(wants: str) -> None:
     for a, b in zip(torch.autograd.grad((y * w).sum(), inputs),
                     torch.autograd.grad((ref * w).sum(), inputs), strict=True):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_short_conv_without_bias_is_the_conv1d_without_bias() -> None:
+    """bias=False: no bias parameter, the conv1d with bias None, and the same gradients; a
+    sequence run in pieces still equals it run whole."""
+    torch.manual_seed(2)
+    conv = ShortConv(6, 4, bias=False).double()
+    assert conv.conv.bias is None and len(list(conv.parameters())) == 1
+    x = torch.randn(3, 9, 6, dtype=torch.float64, requires_grad=True)
+    y, _ = conv(x)
+    ref = conv1d_reference(conv, x)
+    assert torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(y)
+    params = [x, conv.conv.weight]
+    for a, b in zip(torch.autograd.grad((y * w).sum(), params),
+                    torch.autograd.grad((ref * w).sum(), params), strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+    first, buffer = conv(x[:, :4].detach())
+    second, _ = conv(x[:, 4:].detach(), buffer)
+    assert torch.allclose(torch.cat([first, second], dim=1), y.detach(), rtol=1e-12, atol=1e-12)

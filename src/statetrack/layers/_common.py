@@ -79,7 +79,9 @@ class ShortConv(nn.Module):
     """Causal depthwise conv1d over time whose state is the last ``kernel − 1`` inputs.
 
     ``y_t = bias + Σ_{j<kernel} w_j ⊙ x_{t−kernel+1+j}`` with ``x_{<0}`` taken from the buffer
-    (zeros at the start), so a sequence run in pieces equals the sequence run at once.
+    (zeros at the start), so a sequence run in pieces equals the sequence run at once. With
+    ``bias=False`` there is no bias (flash-linear-attention's ShortConvolution, as the paper's
+    DeltaNet had it).
 
     Computed as ``kernel`` shifted multiply-adds, at least in float32 (output in x's dtype),
     not with ``F.conv1d``: PyTorch's depthwise conv1d is slow on CUDA, its backward above all
@@ -88,10 +90,10 @@ class ShortConv(nn.Module):
     ``nn.Conv1d`` (``[C, 1, kernel]`` and ``[C]``) so parameter names do not change.
     """
 
-    def __init__(self, channels: int, kernel: int) -> None:
+    def __init__(self, channels: int, kernel: int, bias: bool = True) -> None:
         super().__init__()
         self.kernel = check_int("conv_kernel", kernel)
-        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels, bias=True)
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels, bias=bias)
 
     def forward(
         self, x: torch.Tensor, buffer: torch.Tensor | None = None
@@ -104,7 +106,9 @@ class ShortConv(nn.Module):
         xx = torch.cat([buffer.to(x.dtype), x], dim=1)
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
         w = self.conv.weight.reshape(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
-        xa, b = xx.to(acc), self.conv.bias.to(acc)
+        xa = xx.to(acc)
+        # no bias: a zero that needs no gradient, so _ConvTaps computes none for it
+        b = xa.new_zeros(C) if self.conv.bias is None else self.conv.bias.to(acc)
         if torch.compiler.is_compiling():
             # traced by torch.compile: the same sum in plain ops, whose backward AOT autograd
             # derives and inductor fuses. Traced on CUDA, _ConvTaps gave wrong gradients of

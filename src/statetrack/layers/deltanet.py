@@ -39,7 +39,8 @@ class DeltaNet(nn.Module):
     half the keys give eigenvalues below −1 (down to about −1.011). ``unit_keys`` divides β by
     ‖k‖² of the keys as the op receives them, in float32, so the eigenvalue along k is
     ``1 − β`` as rounded there. Off by default: the paper's model, and the Table 3 runs, do not
-    do it.
+    do it. ``conv_bias: false`` drops the short convolutions' biases, as flash-linear-attention's
+    ShortConvolution (the paper's model) has none.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class DeltaNet(nn.Module):
         num_householder: int = 1,
         use_gate: bool = False,
         unit_keys: bool = False,
+        conv_bias: bool = True,
         norm_eps: float = 1e-5,
         backend: str = "auto",
     ) -> None:
@@ -59,7 +61,8 @@ class DeltaNet(nn.Module):
         self.head_dim = check_heads(d_model, num_heads)
         self.num_heads = num_heads
         self.n = check_int("num_householder", num_householder)
-        for name, flag in (("use_gate", use_gate), ("unit_keys", unit_keys)):
+        for name, flag in (("use_gate", use_gate), ("unit_keys", unit_keys),
+                           ("conv_bias", conv_bias)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name}: expected true or false, got {flag!r}")
         self.unit_keys = unit_keys
@@ -71,9 +74,9 @@ class DeltaNet(nn.Module):
         self.k_proj = nn.Linear(d_model, n * d_model, bias=False)
         self.v_proj = nn.Linear(d_model, n * d_model, bias=False)
         self.b_proj = nn.Linear(d_model, n * H, bias=False)
-        self.q_conv = ShortConv(d_model, conv_kernel)
-        self.k_conv = ShortConv(n * d_model, conv_kernel)
-        self.v_conv = ShortConv(n * d_model, conv_kernel)
+        self.q_conv = ShortConv(d_model, conv_kernel, conv_bias)
+        self.k_conv = ShortConv(n * d_model, conv_kernel, conv_bias)
+        self.v_conv = ShortConv(n * d_model, conv_kernel, conv_bias)
         self.use_gate = use_gate
         if use_gate:
             self.a_proj = nn.Linear(d_model, H, bias=False)

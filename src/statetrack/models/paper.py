@@ -11,7 +11,9 @@ def paper_models(vocab_size: int) -> dict[str, ModelConfig]:
     """Name → config, following the public configs (PAPER.md "Training protocol").
 
     Mamba: Mamba-1 block, d_state 16, expand 2, dt_rank 8, conv kernel 1 (the public configs;
-    the paper text says 4), no MLP. DeltaNet: 4 heads, conv kernel 4, SwiGLU MLP. mLSTM: xLSTM
+    the paper text says 4), no MLP. DeltaNet: 4 heads, conv kernel 4, a 512-wide SwiGLU MLP
+    (``mlp_ratio`` 6.0: fla's DeltaNetConfig rounds 2/3 · 4 · 128 up to a multiple of 256) and
+    the init the paper's code gave it (``init: paper``, SequenceModel.init_paper). mLSTM: xLSTM
     mLSTM block (expand 2, 4 heads, conv 4, q/k/v block size 4), no feed-forward, as xLSTM's
     mLSTM blocks. sLSTM: 4 heads, conv 4, gated GELU feed-forward with factor 1.3. Transformer:
     rotary softmax attention with 4 heads and a SwiGLU MLP, same width and depth.
@@ -19,6 +21,7 @@ def paper_models(vocab_size: int) -> dict[str, ModelConfig]:
     base = dict(vocab_size=vocab_size, d_model=128, n_layers=2)
     mamba = dict(d_state=16, expand=2, dt_rank=8, conv_kernel=1)
     deltanet = dict(num_heads=4, conv_kernel=4)
+    deltanet_mlp = dict(mlp="swiglu", mlp_ratio=6.0, init="paper")
     return {
         "transformer": ModelConfig(**base, mixer="attention", mixer_options=dict(num_heads=4),
                                    mlp="swiglu"),
@@ -30,8 +33,9 @@ def paper_models(vocab_size: int) -> dict[str, ModelConfig]:
         "mamba": ModelConfig(**base, mixer="mamba", mlp="none", mixer_options=dict(mamba)),
         "mamba_neg": ModelConfig(**base, mixer="mamba", mlp="none",
                                  mixer_options=dict(mamba, eig_range=NEGATIVE)),
-        "deltanet": ModelConfig(**base, mixer="deltanet", mlp="swiglu",
-                                mixer_options=dict(deltanet)),
-        "deltanet_neg": ModelConfig(**base, mixer="deltanet", mlp="swiglu",
-                                    mixer_options=dict(deltanet, eig_range=NEGATIVE)),
+        "deltanet": ModelConfig(**base, mixer="deltanet", mixer_options=dict(deltanet),
+                                **deltanet_mlp),
+        "deltanet_neg": ModelConfig(**base, mixer="deltanet",
+                                    mixer_options=dict(deltanet, eig_range=NEGATIVE),
+                                    **deltanet_mlp),
     }

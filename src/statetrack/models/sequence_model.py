@@ -152,7 +152,8 @@ class SequenceModel(nn.Module):
         initialised, so transformers' init skips them: the projections keep that draw (``o_proj``
         is not divided by √(2 · n_layers)) and the short convolutions keep PyTorch's default
         (taps uniform in ±kernel^-½). The embedding, MLP (``down`` divided) and head are
-        ``init_fla``'s. Its convolutions have no bias; ours have one, started at zero."""
+        ``init_fla``'s. Its convolutions have no bias (``conv_bias: false``); where ours have one, it
+        starts at zero."""
         self.init_fla()
         for block in self.blocks:
             mixer = block.mixer
@@ -160,7 +161,8 @@ class SequenceModel(nn.Module):
                 nn.init.xavier_uniform_(proj.weight, gain=PAPER_PROJ_GAIN)
             for short in (mixer.q_conv, mixer.k_conv, mixer.v_conv):
                 short.conv.reset_parameters()
-                nn.init.zeros_(short.conv.bias)
+                if short.conv.bias is not None:
+                    nn.init.zeros_(short.conv.bias)
 
     def forward(
         self, tokens: torch.Tensor, state: list[Any] | None = None
