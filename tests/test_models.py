@@ -150,3 +150,28 @@ def test_paper_init_keeps_the_layers_own_draws_where_the_papers_code_did(n_layer
         return 0.02  # embedding, MLP gate and up, head
 
     assert_init(SequenceModel(cfg), want_std)
+
+
+def test_deltanet_without_conv_bias_has_none_and_runs_token_by_token() -> None:
+    """conv_bias: false (the paper's model): no short-convolution bias anywhere, init: paper
+    still draws the taps, and the model fed one token at a time gives the whole sequence's
+    logits (float64). A value that is not a boolean names the key."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(paper_models(VOCAB)["deltanet_neg"], d_model=32)
+    cfg = dataclasses.replace(cfg, mixer_options={**cfg.mixer_options, "conv_bias": False})
+    model = SequenceModel(cfg).double()
+    names = [name for name, _ in model.named_parameters()]
+    assert any(".q_conv.conv.weight" in n for n in names)
+    assert not any("_conv.conv.bias" in n for n in names)
+    taps = model.blocks[0].mixer.k_conv.conv.weight
+    assert taps.abs().max().item() <= 0.5 and taps.std().item() > 0.2  # PyTorch's, ±4^-½
+    tokens = torch.randint(0, VOCAB, (2, 10))
+    whole, _ = model(tokens)
+    state, steps = None, []
+    for t in range(tokens.shape[1]):
+        logits, state = model(tokens[:, t:t + 1], state)
+        steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=0, atol=1e-8)
+    bad = dataclasses.replace(cfg, mixer_options={**cfg.mixer_options, "conv_bias": "no"})
+    with pytest.raises(ValueError, match=r"^model\.mixer_options\.conv_bias"):
+        SequenceModel(bad)

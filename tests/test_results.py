@@ -11,9 +11,21 @@ import pytest
 import yaml
 
 from statetrack.cli import main
+from statetrack.experiment.config import load_config, resolve_model
+from statetrack.experiment.sweep_spec import expand, load_sweep
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
 RUNS = sorted(p.parent for p in RESULTS.rglob("summary.json"))
+# each sweep file whose runs are committed, and their directory under results/ (its name unless
+# given here)
+SWEEP_RESULTS = {"deltanet_unit_keys": "deltanet_keys_gpu"}
+SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml")
+                if (RESULTS / SWEEP_RESULTS.get(p.stem, p.stem)).is_dir())
+ARCHIVE = RESULTS / "archive" / "table3_deltanet_torch_init"  # Table 3's DeltaNet to session 22
+PROTOCOL = {"training": ("steps", "batch_size", "lr", "final_lr_factor", "warmup_steps",
+                         "weight_decay", "grad_clip", "min_len", "max_len", "seed"),
+            "evaluation": ("min_len", "max_len", "n")}
 
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: str(p.relative_to(RESULTS)))
@@ -26,6 +38,36 @@ def test_summary_accuracy_is_the_mean_of_its_eval_csv(run: Path) -> None:
     assert n == summary["eval_n"]
     assert accuracy == pytest.approx(summary["accuracy"], abs=1e-6)  # the CSV keeps 6 digits
     assert (run / "config.yaml").is_file() and not (run / "checkpoint").exists()
+
+
+def model_without_backend(model: dict) -> dict:
+    """A resolved model section less its mixer's ``backend`` (a kernel, not another model)."""
+    model = resolve_model(model)
+    options = {k: v for k, v in model["mixer_options"].items() if k != "backend"}
+    return {**model, "mixer_options": options}
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_each_sweep_file_trains_the_runs_committed_from_it(name: str) -> None:
+    """Every committed run under a sweep's results directory is one of the sweep's points, and
+    the point's config gives it the run's model (up to the kernel backend), task and protocol:
+    so the sweep file regenerates the runs, and a config changed since (Table 3's DeltaNet took
+    the paper's init in session 23) is caught where it would no longer."""
+    out = RESULTS / SWEEP_RESULTS.get(name, name)
+    points = {p.name: p for p in expand(load_sweep(ROOT / "sweeps" / f"{name}.yaml"), out, [])}
+    runs = sorted(p.parent for p in out.rglob("summary.json"))
+    assert runs, f"{out} holds no runs"
+    for run in runs:
+        rel = str(run.relative_to(out))
+        assert rel in points, f"{rel}: not a point of sweeps/{name}.yaml"
+        point = points[rel]
+        want = load_config(point.config, point.set_items()).to_dict()
+        have = yaml.safe_load((run / "config.yaml").read_text())
+        assert model_without_backend(have["model"]) == model_without_backend(want["model"]), rel
+        assert have["task"] == want["task"], rel
+        for section, keys in PROTOCOL.items():
+            for key in keys:
+                assert have[section][key] == want[section][key], f"{rel}: {section}.{key}"
 
 
 def test_table_rebuilds_from_committed_runs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,11 +116,11 @@ def test_readme_gpu_key_check_is_what_statetrack_table_prints(
 def test_readme_fla_init_check_is_what_statetrack_table_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The README's DeltaNet rows with fla's init are `statetrack table results/table3/parity
-    results/deltanet_fla_init`: each DeltaNet name split into its two models, Table 3's and
-    fla's, never pooled."""
-    assert main(["table", str(RESULTS / "table3" / "parity"),
-                 str(RESULTS / "deltanet_fla_init")]) == 0
+    """The README's DeltaNet rows with fla's init are `statetrack table
+    results/archive/table3_deltanet_torch_init/parity results/deltanet_fla_init`: each DeltaNet
+    name split into its two models, PyTorch's init (Table 3's until session 22) and fla's,
+    never pooled."""
+    assert main(["table", str(ARCHIVE / "parity"), str(RESULTS / "deltanet_fla_init")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| deltanet")]
     assert [row.split("|")[1].strip() for row in rows] == [
@@ -92,10 +134,11 @@ def test_readme_text_protocol_check_is_what_statetrack_table_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's DeltaNet [−1, 1] mod_arith rows under the two protocols are `statetrack table
-    results/table3/mod_arith/deltanet_neg results/deltanet_text_protocol`: Table 3's runs
-    (public configs) and the paper text's (3 layers, batch 1024, clipping) in rows of their
-    own, never pooled."""
-    assert main(["table", str(RESULTS / "table3" / "mod_arith" / "deltanet_neg"),
+    results/archive/table3_deltanet_torch_init/mod_arith/deltanet_neg
+    results/deltanet_text_protocol`: Table 3's runs to session 22 (public configs, PyTorch's
+    init) and the paper text's (3 layers, batch 1024, clipping) in rows of their own, never
+    pooled."""
+    assert main(["table", str(ARCHIVE / "mod_arith" / "deltanet_neg"),
                  str(RESULTS / "deltanet_text_protocol")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| deltanet_neg")]
@@ -115,10 +158,10 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's DeltaNet parity rows under the two protocols are `statetrack table
-    results/table3/parity/deltanet results/table3/parity/deltanet_neg
-    results/deltanet_parity_text_protocol`: per model, Table 3's row and one per rate of the
-    text's grid (batch 1024, clipping), never pooled."""
-    parity = RESULTS / "table3" / "parity"
+    results/archive/table3_deltanet_torch_init/parity results/deltanet_parity_text_protocol`:
+    per model, the row of Table 3's runs to session 22 and one per rate of the text's grid
+    (batch 1024, clipping), never pooled."""
+    parity = ARCHIVE / "parity"
     text_runs = RESULTS / "deltanet_parity_text_protocol"
     assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
                  str(text_runs)]) == 0
@@ -135,26 +178,30 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
         assert all(row in readme.read_text() for row in rows), readme
 
 
-@pytest.mark.parametrize("runs, labels", [
-    ("deltanet_parity_no_conv", ["deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)",
-                                 "deltanet_neg (conv_kernel=1)", "deltanet_neg (conv_kernel=4)"]),
-    ("deltanet_paper_init", ["deltanet (init=paper, mlp_ratio=6.0)",
-                             "deltanet (init=torch, mlp_ratio=4.0)",
-                             "deltanet_neg (init=paper, mlp_ratio=6.0)",
-                             "deltanet_neg (init=torch, mlp_ratio=4.0)"]),
+@pytest.mark.parametrize("dirs, labels, readme", [
+    (["archive/table3_deltanet_torch_init/parity", "deltanet_parity_no_conv"],
+     ["deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)", "deltanet_neg (conv_kernel=1)",
+      "deltanet_neg (conv_kernel=4)"], "deltanet_parity_no_conv"),
+    (["archive/table3_deltanet_torch_init", "table3/*/deltanet*"],
+     ["deltanet (init=paper, mlp_ratio=6.0)", "deltanet (init=torch, mlp_ratio=4.0)",
+      "deltanet_neg (init=paper, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"],
+     "archive/table3_deltanet_torch_init"),
+    (["table3/*/deltanet*", "deltanet_conv_nobias"],
+     ["deltanet (conv_bias=False)", "deltanet (conv_bias=True)",
+      "deltanet_neg (conv_bias=False)", "deltanet_neg (conv_bias=True)"], "deltanet_conv_nobias"),
 ])
-def test_readme_parity_variant_check_is_what_statetrack_table_prints(
-    runs: str, labels: list[str], capsys: pytest.CaptureFixture[str],
+def test_readme_deltanet_variant_check_is_what_statetrack_table_prints(
+    dirs: list[str], labels: list[str], readme: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The README's DeltaNet parity rows of a variant of the Table 3 model (no short
-    convolution; the paper's init and MLP width) are `statetrack table
-    results/table3/parity/deltanet results/table3/parity/deltanet_neg results/RUNS`: each model
-    split by the setting that differs, in the root README and the variant's own."""
-    parity = RESULTS / "table3" / "parity"
-    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
-                 str(RESULTS / runs)]) == 0
+    """The README's DeltaNet rows of a variant of a Table 3 model (no short convolution; the
+    init and MLP width before and since session 23; no convolution bias) are `statetrack table`
+    over the directories (shell globs) its README names: each model split by the setting that
+    differs, in the root README and the variant's own."""
+    paths = [str(p) for d in dirs for p in sorted(RESULTS.glob(d))]
+    assert len(paths) >= len(dirs)
+    assert main(["table", *paths]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| deltanet")]
     assert [row.split("|")[1].strip() for row in rows] == labels
-    for readme in (RESULTS.parent / "README.md", RESULTS / runs / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    for path in (ROOT / "README.md", RESULTS / readme / "README.md"):
+        assert all(row in path.read_text() for row in rows), path

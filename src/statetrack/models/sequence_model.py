@@ -152,8 +152,8 @@ class SequenceModel(nn.Module):
         initialised, so transformers' init skips them: the projections keep that draw (``o_proj``
         is not divided by √(2 · n_layers)) and the short convolutions keep PyTorch's default
         (taps uniform in ±kernel^-½). The embedding, MLP (``down`` divided) and head are
-        ``init_fla``'s. Its convolutions have no bias (``conv_bias: false``); where ours have one, it
-        starts at zero."""
+        ``init_fla``'s. Its convolutions have no bias (``conv_bias: false``); where ours have
+        one, it starts at zero."""
         self.init_fla()
         for block in self.blocks:
             mixer = block.mixer
