@@ -68,7 +68,12 @@ def test_token_by_token_equals_whole_sequence(name: str) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.2 * torch.randn_like(p))
-    tokens = torch.randint(0, VOCAB, (2, 12))
+    assert_token_by_token_equals_whole(model, torch.randint(0, VOCAB, (2, 12)))
+
+
+def assert_token_by_token_equals_whole(model: SequenceModel, tokens: torch.Tensor) -> None:
+    """Feeding ``tokens`` one at a time with the state carried gives the logits of the whole
+    sequence at once (float64 models: to 1e-8)."""
     whole, _ = model(tokens)
     state, steps = None, []
     for t in range(tokens.shape[1]):
@@ -165,13 +170,7 @@ def test_deltanet_without_conv_bias_has_none_and_runs_token_by_token() -> None:
     assert not any("_conv.conv.bias" in n for n in names)
     taps = model.blocks[0].mixer.k_conv.conv.weight
     assert taps.abs().max().item() <= 0.5 and taps.std().item() > 0.2  # PyTorch's, ±4^-½
-    tokens = torch.randint(0, VOCAB, (2, 10))
-    whole, _ = model(tokens)
-    state, steps = None, []
-    for t in range(tokens.shape[1]):
-        logits, state = model(tokens[:, t:t + 1], state)
-        steps.append(logits)
-    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=0, atol=1e-8)
+    assert_token_by_token_equals_whole(model, torch.randint(0, VOCAB, (2, 10)))
     bad = dataclasses.replace(cfg, mixer_options={**cfg.mixer_options, "conv_bias": "no"})
     with pytest.raises(ValueError, match=r"^model\.mixer_options\.conv_bias"):
         SequenceModel(bad)
