@@ -12,6 +12,7 @@ import yaml
 
 from statetrack.cli import main
 from statetrack.experiment.config import load_config, resolve_model
+from statetrack.experiment.paper import without_backend
 from statetrack.experiment.sweep_spec import expand, load_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,13 +41,6 @@ def test_summary_accuracy_is_the_mean_of_its_eval_csv(run: Path) -> None:
     assert (run / "config.yaml").is_file() and not (run / "checkpoint").exists()
 
 
-def model_without_backend(model: dict) -> dict:
-    """A resolved model section less its mixer's ``backend`` (a kernel, not another model)."""
-    model = resolve_model(model)
-    options = {k: v for k, v in model["mixer_options"].items() if k != "backend"}
-    return {**model, "mixer_options": options}
-
-
 @pytest.mark.parametrize("name", SWEEPS)
 def test_each_sweep_file_trains_the_runs_committed_from_it(name: str) -> None:
     """Every committed run under a sweep's results directory is one of the sweep's points, and
@@ -63,7 +57,8 @@ def test_each_sweep_file_trains_the_runs_committed_from_it(name: str) -> None:
         point = points[rel]
         want = load_config(point.config, point.set_items()).to_dict()
         have = yaml.safe_load((run / "config.yaml").read_text())
-        assert model_without_backend(have["model"]) == model_without_backend(want["model"]), rel
+        assert (without_backend(resolve_model(have["model"]))
+                == without_backend(resolve_model(want["model"]))), rel
         assert have["task"] == want["task"], rel
         for section, keys in PROTOCOL.items():
             for key in keys:

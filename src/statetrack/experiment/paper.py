@@ -56,11 +56,11 @@ def paper_value(config: dict[str, Any]) -> float | None:
         model = resolve_model(config["model"])
     except ConfigError:
         return None
-    same = _without_backend(model) == _without_backend(paper_model(name, task))
+    same = without_backend(model) == without_backend(paper_model(name, task))
     return TABLE3[name][task] if same else None
 
 
-def _without_backend(model: dict[str, Any]) -> dict[str, Any]:
+def without_backend(model: dict[str, Any]) -> dict[str, Any]:
     """A model section without its mixer's ``backend``: a kernel choice, not a different model."""
     options = {k: v for k, v in model.get("mixer_options", {}).items() if k != "backend"}
     return {**model, "mixer_options": options}
