@@ -83,3 +83,20 @@ def test_short_conv_without_bias_is_the_conv1d_without_bias() -> None:
     first, buffer = conv(x[:, :4].detach())
     second, _ = conv(x[:, 4:].detach(), buffer)
     assert torch.allclose(torch.cat([first, second], dim=1), y.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_short_conv_traced_by_compile_equals_its_eager_form(bias: bool) -> None:
+    """Under torch.compile the convolution is the plain sum of taps (``is_compiling``), with or
+    without a bias: the same output and gradients as the hand-written autograd form."""
+    torch.manual_seed(3)
+    conv = ShortConv(5, 4, bias=bias).double()
+    x = torch.randn(2, 8, 5, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(conv, backend="aot_eager", fullgraph=True)
+    (y, _), (ref, _) = compiled(x), conv(x)
+    assert torch.allclose(y, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(y)
+    params = [x, *conv.parameters()]
+    for a, b in zip(torch.autograd.grad((y * w).sum(), params),
+                    torch.autograd.grad((ref * w).sum(), params), strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

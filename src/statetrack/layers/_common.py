@@ -44,15 +44,16 @@ def no_eig_range(mixer: str, eig_range: Any) -> None:
 
 class _ConvTaps(torch.autograd.Function):
     """``y = b + Σ_j w[:, j] ⊙ xa[:, j : j + T]`` (xa ``[B, T + K − 1, C]``, w ``[C, K]``, b
-    ``[C]``, all one dtype) with a hand-written backward: K in-place multiply-adds for dxa and
-    one product and sum each for dw and db. Left to autograd, each tap's backward takes a
-    multiply, a reduction and the slice's zero-fill, copy and accumulation (about 45 kernels a
-    convolution against 8: the training step is a few hundred small kernels)."""
+    ``[C]`` or None for no bias, all one dtype) with a hand-written backward: K in-place
+    multiply-adds for dxa and one product and sum each for dw and db. Left to autograd, each
+    tap's backward takes a multiply, a reduction and the slice's zero-fill, copy and
+    accumulation (about 45 kernels a convolution against 8: the training step is a few hundred
+    small kernels)."""
 
     @staticmethod
-    def forward(ctx, xa: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, xa: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         T = xa.shape[1] - w.shape[1] + 1
-        y = torch.addcmul(b, xa[:, :T], w[:, 0])
+        y = xa[:, :T] * w[:, 0] if b is None else torch.addcmul(b, xa[:, :T], w[:, 0])
         for j in range(1, w.shape[1]):
             y.addcmul_(xa[:, j:j + T], w[:, j])
         ctx.save_for_backward(xa, w)
@@ -107,13 +108,13 @@ class ShortConv(nn.Module):
         acc = torch.promote_types(x.dtype, torch.float32)  # bf16 in, float32 sums
         w = self.conv.weight.reshape(C, K).to(acc)  # [C, 1, K] → [C, K]: a view, no kernel
         xa = xx.to(acc)
-        # no bias: a zero that needs no gradient, so _ConvTaps computes none for it
-        b = xa.new_zeros(C) if self.conv.bias is None else self.conv.bias.to(acc)
+        b = None if self.conv.bias is None else self.conv.bias.to(acc)
         if torch.compiler.is_compiling():
             # traced by torch.compile: the same sum in plain ops, whose backward AOT autograd
             # derives and inductor fuses. Traced on CUDA, _ConvTaps gave wrong gradients of
             # every tap and input (session 17, scripts/dev/compile_gpu_probe.py --grads)
-            y = b + sum(xa[:, j:j + T] * w[:, j] for j in range(K))
+            y = sum(xa[:, j:j + T] * w[:, j] for j in range(K))
+            y = y if b is None else b + y
         else:
             y = _ConvTaps.apply(xa, w, b)
         return y.to(x.dtype), xx[:, xx.shape[1] - (K - 1):]
