@@ -48,6 +48,9 @@ table3-plots: install
 	    --title "$$task: accuracy by length (dotted: chance)" \
 	    --out results/table3/$${task}_signed.png || exit 1; \
 	done
+	MPLBACKEND=Agg $(BIN)/statetrack plot results/table3/parity \
+	  --title "parity, all seven models: accuracy by length (dotted: chance)" \
+	  --out results/table3/parity_all.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

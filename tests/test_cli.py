@@ -279,3 +279,28 @@ def test_plot_keeps_the_curves_wide_beside_a_long_legend(tmp_path: Path) -> None
     for ax in panels:
         assert ax.get_position().width * fig.get_figwidth() >= 0.8 * plots.AXES_WIDTH
     plt.close(fig)
+
+
+def test_plot_breaks_a_long_title_into_lines_inside_the_figure(tmp_path: Path) -> None:
+    """A single panel's title is centred over its axes, left of the legend: a long ``--title``
+    is broken into lines so that no part of it falls outside the figure (session 24's
+    conv-bias plot lost its first letters off the left edge)."""
+    import matplotlib.pyplot as plt
+
+    from statetrack.experiment import plots
+
+    fake_run(tmp_path, ROOT / "configs/chomsky/parity/deltanet.yaml", 0, 0.1)
+    title = "DeltaNet parity, with the convolution bias (archived) or without (Table 3)"
+    figures = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt, "close", figures.append)
+        plots.plot_runs([p.parent for p in tmp_path.rglob("config.yaml")], tmp_path / "p.png",
+                        title=title)
+    (fig,) = figures
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    text = ax.title
+    assert "\n" in text.get_text() and text.get_text().split() == title.split()
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.get_figwidth() * fig.dpi
+    assert box.y1 <= fig.get_figheight() * fig.dpi
+    plt.close(fig)

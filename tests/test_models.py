@@ -21,6 +21,8 @@ def test_paper_models_are_the_seven_of_table_3() -> None:
         assert (cfg.d_model, cfg.n_layers, cfg.vocab_size) == (128, 2, VOCAB)
     assert models["mamba_neg"].mixer_options["eig_range"] == [-1.0, 1.0]
     assert models["deltanet_neg"].mixer_options["eig_range"] == [-1.0, 1.0]
+    for name in ("deltanet", "deltanet_neg"):  # fla's ShortConvolution has no bias
+        assert models[name].mixer_options["conv_bias"] is False
     assert "eig_range" not in models["mamba"].mixer_options
 
 
@@ -158,12 +160,12 @@ def test_paper_init_keeps_the_layers_own_draws_where_the_papers_code_did(n_layer
 
 
 def test_deltanet_without_conv_bias_has_none_and_runs_token_by_token() -> None:
-    """conv_bias: false (the paper's model): no short-convolution bias anywhere, init: paper
-    still draws the taps, and the model fed one token at a time gives the whole sequence's
-    logits (float64). A value that is not a boolean names the key."""
+    """conv_bias: false (the paper's model, Table 3's since session 24): no short-convolution
+    bias anywhere, init: paper still draws the taps, and the model fed one token at a time gives
+    the whole sequence's logits (float64). A value that is not a boolean names the key."""
     torch.manual_seed(0)
     cfg = dataclasses.replace(paper_models(VOCAB)["deltanet_neg"], d_model=32)
-    cfg = dataclasses.replace(cfg, mixer_options={**cfg.mixer_options, "conv_bias": False})
+    assert cfg.mixer_options["conv_bias"] is False
     model = SequenceModel(cfg).double()
     names = [name for name, _ in model.named_parameters()]
     assert any(".q_conv.conv.weight" in n for n in names)

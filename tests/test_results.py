@@ -177,21 +177,22 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
     (["archive/table3_deltanet_torch_init/parity", "deltanet_parity_no_conv"],
      ["deltanet (conv_kernel=1)", "deltanet (conv_kernel=4)", "deltanet_neg (conv_kernel=1)",
       "deltanet_neg (conv_kernel=4)"], "deltanet_parity_no_conv"),
-    (["archive/table3_deltanet_torch_init", "table3/*/deltanet*"],
+    (["archive/table3_deltanet_torch_init", "archive/table3_deltanet_conv_bias"],
      ["deltanet (init=paper, mlp_ratio=6.0)", "deltanet (init=torch, mlp_ratio=4.0)",
       "deltanet_neg (init=paper, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"],
      "archive/table3_deltanet_torch_init"),
-    (["table3/*/deltanet*", "deltanet_conv_nobias"],
+    (["archive/table3_deltanet_conv_bias", "table3/*/deltanet*"],
      ["deltanet (conv_bias=False)", "deltanet (conv_bias=True)",
-      "deltanet_neg (conv_bias=False)", "deltanet_neg (conv_bias=True)"], "deltanet_conv_nobias"),
+      "deltanet_neg (conv_bias=False)", "deltanet_neg (conv_bias=True)"],
+     "archive/table3_deltanet_conv_bias"),
 ])
 def test_readme_deltanet_variant_check_is_what_statetrack_table_prints(
     dirs: list[str], labels: list[str], readme: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The README's DeltaNet rows of a variant of a Table 3 model (no short convolution; the
-    init and MLP width before and since session 23; no convolution bias) are `statetrack table`
-    over the directories (shell globs) its README names: each model split by the setting that
-    differs, in the root README and the variant's own."""
+    init and MLP width before and since session 23; the convolution bias before and since
+    session 24) are `statetrack table` over the directories (shell globs) its README names:
+    each model split by the setting that differs, in the root README and the variant's own."""
     paths = [str(p) for d in dirs for p in sorted(RESULTS.glob(d))]
     assert len(paths) >= len(dirs)
     assert main(["table", *paths]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -71,6 +72,9 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
     if len(panels) > 1:
         fig.suptitle(title or default_title, fontsize=11)
     _fit_legends(fig, axes[:len(panels)], ncols)
+    fig.tight_layout()  # places the axes, whose centres the titles are fitted around
+    for ax in axes[:len(panels)]:
+        _fit_title(fig, ax)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +84,20 @@ def plot_runs(run_dirs: list[Path], out: Path, title: str | None = None) -> Path
 
 
 AXES_WIDTH = 4.2  # inches of plot in each panel, whatever its legend's width
+
+
+def _fit_title(fig, ax) -> None:
+    """Break a panel's title into lines that fit in the figure: it is centred over its axes,
+    so each half must fit between the axes' centre and the nearer figure edge (a long
+    ``--title`` would otherwise run off the left edge, beside a legend that widens the right)."""
+    text = ax.title
+    width = text.get_window_extent(fig.canvas.get_renderer()).width
+    box = ax.get_position()
+    centre = (box.x0 + box.x1) / 2
+    room = 0.95 * 2 * min(centre, 1 - centre) * fig.get_figwidth() * fig.dpi
+    if width > room:
+        chars = max(10, int(len(text.get_text()) * room / width))
+        text.set_text(textwrap.fill(text.get_text(), chars))
 
 
 def _fit_legends(fig, axes, ncols: int) -> None:
