@@ -14,10 +14,10 @@ def paper_models(vocab_size: int) -> dict[str, ModelConfig]:
     the paper text says 4), no MLP. DeltaNet: 4 heads, conv kernel 4 without a bias (fla's
     ShortConvolution has none), a 512-wide SwiGLU MLP (``mlp_ratio`` 6.0: fla's DeltaNetConfig
     rounds 2/3 · 4 · 128 up to a multiple of 256) and the init the paper's code gave it
-    (``init: paper``, SequenceModel.init_paper). mLSTM: xLSTM
-    mLSTM block (expand 2, 4 heads, conv 4, q/k/v block size 4), no feed-forward, as xLSTM's
-    mLSTM blocks. sLSTM: 4 heads, conv 4, gated GELU feed-forward with factor 1.3. Transformer:
-    rotary softmax attention with 4 heads and a SwiGLU MLP, same width and depth.
+    (``init: paper``, SequenceModel.init_paper). mLSTM: xLSTM mLSTM block (expand 2, 4 heads,
+    conv 4, q/k/v block size 4), no feed-forward, as xLSTM's mLSTM blocks. sLSTM: 4 heads, conv
+    4, gated GELU feed-forward with factor 1.3. Transformer: rotary softmax attention with 4
+    heads and a SwiGLU MLP, same width and depth.
     """
     base = dict(vocab_size=vocab_size, d_model=128, n_layers=2)
     mamba = dict(d_state=16, expand=2, dt_rank=8, conv_kernel=1)
