@@ -201,3 +201,20 @@ def test_readme_deltanet_variant_check_is_what_statetrack_table_prints(
     assert [row.split("|")[1].strip() for row in rows] == labels
     for path in (ROOT / "README.md", RESULTS / readme / "README.md"):
         assert all(row in path.read_text() for row in rows), path
+
+
+def test_readme_nine_seed_parity_check_is_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's nine-seed DeltaNet parity rows are `statetrack table` over Table 3's parity
+    runs and results/deltanet_parity_seeds: one row per model pooling seeds 0–8 (the extra seeds
+    are Table 3's model exactly, so they share its row and its paper value)."""
+    parity = RESULTS / "table3" / "parity"
+    extra = RESULTS / "deltanet_parity_seeds"
+    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"), str(extra)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| deltanet")]
+    assert [row.split("|")[1].strip() for row in rows] == ["deltanet", "deltanet_neg"]
+    assert all("n=9)" in row and "/ paper" in row for row in rows)
+    for readme in (ROOT / "README.md", extra / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
