@@ -29,6 +29,18 @@ PROTOCOL = {"training": ("steps", "batch_size", "lr", "final_lr_factor", "warmup
             "evaluation": ("min_len", "max_len", "n")}
 
 
+def table_rows(capsys: pytest.CaptureFixture[str], paths: list[Path], prefix: str = "| deltanet"
+               ) -> list[str]:
+    """The rows `statetrack table PATHS` prints that start with ``prefix``."""
+    assert main(["table", *map(str, paths)]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith(prefix)]
+
+
+def labels_of(rows: list[str]) -> list[str]:
+    """Each row's first cell: the model, with the settings that split it from others."""
+    return [row.split("|")[1].strip() for row in rows]
+
+
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_summary_accuracy_is_the_mean_of_its_eval_csv(run: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
@@ -115,10 +127,8 @@ def test_readme_fla_init_check_is_what_statetrack_table_prints(
     results/archive/table3_deltanet_torch_init/parity results/deltanet_fla_init`: each DeltaNet
     name split into its two models, PyTorch's init (Table 3's until session 22) and fla's,
     never pooled."""
-    assert main(["table", str(ARCHIVE / "parity"), str(RESULTS / "deltanet_fla_init")]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet")]
-    assert [row.split("|")[1].strip() for row in rows] == [
+    rows = table_rows(capsys, [ARCHIVE / "parity", RESULTS / "deltanet_fla_init"])
+    assert labels_of(rows) == [
         "deltanet (init=fla, mlp_ratio=6.0)", "deltanet (init=torch, mlp_ratio=4.0)",
         "deltanet_neg (init=fla, mlp_ratio=6.0)", "deltanet_neg (init=torch, mlp_ratio=4.0)"]
     readme = (RESULTS.parent / "README.md").read_text()
@@ -133,11 +143,9 @@ def test_readme_text_protocol_check_is_what_statetrack_table_prints(
     results/deltanet_text_protocol`: Table 3's runs to session 22 (public configs, PyTorch's
     init) and the paper text's (3 layers, batch 1024, clipping) in rows of their own, never
     pooled."""
-    assert main(["table", str(ARCHIVE / "mod_arith" / "deltanet_neg"),
-                 str(RESULTS / "deltanet_text_protocol")]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet_neg")]
-    labels = [row.split("|")[1].strip() for row in rows]
+    rows = table_rows(capsys, [ARCHIVE / "mod_arith" / "deltanet_neg",
+                               RESULTS / "deltanet_text_protocol"], prefix="| deltanet_neg")
+    labels = labels_of(rows)
     assert "deltanet_neg (n_layers=2, batch_size=256, grad_clip=None, lr=0.001)" in labels
     # a row per learning rate of the text's grid that has finished runs
     text_runs = RESULTS / "deltanet_text_protocol"
@@ -158,11 +166,8 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
     (batch 1024, clipping), never pooled."""
     parity = ARCHIVE / "parity"
     text_runs = RESULTS / "deltanet_parity_text_protocol"
-    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"),
-                 str(text_runs)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet")]
-    labels = [row.split("|")[1].strip() for row in rows]
+    rows = table_rows(capsys, [parity / "deltanet", parity / "deltanet_neg", text_runs])
+    labels = labels_of(rows)
     rates = {yaml.safe_load((p.parent / "config.yaml").read_text())["training"]["lr"]
              for p in text_runs.rglob("summary.json")}
     for model in ("deltanet", "deltanet_neg"):
@@ -193,12 +198,10 @@ def test_readme_deltanet_variant_check_is_what_statetrack_table_prints(
     init and MLP width before and since session 23; the convolution bias before and since
     session 24) are `statetrack table` over the directories (shell globs) its README names:
     each model split by the setting that differs, in the root README and the variant's own."""
-    paths = [str(p) for d in dirs for p in sorted(RESULTS.glob(d))]
+    paths = [p for d in dirs for p in sorted(RESULTS.glob(d))]
     assert len(paths) >= len(dirs)
-    assert main(["table", *paths]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet")]
-    assert [row.split("|")[1].strip() for row in rows] == labels
+    rows = table_rows(capsys, paths)
+    assert labels_of(rows) == labels
     for path in (ROOT / "README.md", RESULTS / readme / "README.md"):
         assert all(row in path.read_text() for row in rows), path
 
@@ -211,10 +214,8 @@ def test_readme_nine_seed_parity_check_is_what_statetrack_table_prints(
     are Table 3's model exactly, so they share its row and its paper value)."""
     parity = RESULTS / "table3" / "parity"
     extra = RESULTS / "deltanet_parity_seeds"
-    assert main(["table", str(parity / "deltanet"), str(parity / "deltanet_neg"), str(extra)]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| deltanet")]
-    assert [row.split("|")[1].strip() for row in rows] == ["deltanet", "deltanet_neg"]
+    rows = table_rows(capsys, [parity / "deltanet", parity / "deltanet_neg", extra])
+    assert labels_of(rows) == ["deltanet", "deltanet_neg"]
     assert all("n=9)" in row and "/ paper" in row for row in rows)
     for readme in (ROOT / "README.md", extra / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
