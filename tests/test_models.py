@@ -61,6 +61,26 @@ def test_param_groups_cover_every_parameter_once(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["deltanet_neg", "mamba_neg"])
+def test_decay_norms_and_biases_leaves_only_a_log_and_d_undecayed(name: str) -> None:
+    """decay_norms_and_biases (the public harness's grouping): norm gains and biases decay
+    like the weights; only A_log and D, which mamba.py marks ``_no_weight_decay``, do not. A
+    model with neither has an empty undecayed group."""
+    model = SequenceModel(paper_models(VOCAB)[name])
+    groups = model.param_groups(0.1, decay_norms_and_biases=True)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(ids) == len(set(ids))
+    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    names = []
+    for mname, module in model.named_modules():
+        for pname, p in module.named_parameters(recurse=False):
+            names.append(pname)
+            assert wd[id(p)] == (0.0 if pname in ("A_log", "D") else 0.1), f"{mname}.{pname}"
+    assert any(n == "A_log" for n in names) == (name == "mamba_neg")
+    assert any("bias" in n for n in names) == (name == "mamba_neg")  # Δ and conv biases
+    assert wd[id(model.norm.weight)] == 0.1 and wd[id(model.blocks[0].mixer_norm.weight)] == 0.1
+
+
+@pytest.mark.parametrize("name", ["deltanet_neg", "mamba_neg"])
 def test_token_by_token_equals_whole_sequence(name: str) -> None:
     """The model fed one token at a time with its state carried gives the logits of the whole
     sequence at once (float64), under eig_range [-1, 1]."""
@@ -96,6 +116,10 @@ def assert_token_by_token_equals_whole(model: SequenceModel, tokens: torch.Tenso
     ({"init": "xavier"}, "model.init"),
     ({"mixer": "mamba", "init": "fla"}, "model.init"),
     ({"mixer": "mlstm", "init": "paper"}, "model.init"),
+    ({"final_norm": "no"}, "model.final_norm"),
+    ({"embedding_std": 0.0}, "model.embedding_std"),
+    ({"embedding_std": True}, "model.embedding_std"),
+    ({"init": "fla", "embedding_std": 1.0}, "model.embedding_std"),
 ])
 def test_bad_config_names_the_key(changes: dict, key: str) -> None:
     cfg = dataclasses.replace(ModelConfig(vocab_size=VOCAB, d_model=32), **changes)
@@ -157,6 +181,48 @@ def test_paper_init_keeps_the_layers_own_draws_where_the_papers_code_did(n_layer
         return 0.02  # embedding, MLP gate and up, head
 
     assert_init(SequenceModel(cfg), want_std)
+
+
+def test_model_without_final_norm_feeds_the_residual_stream_to_the_head() -> None:
+    """final_norm: false (the public harness's Mamba): no final RMSNorm, the logits are the
+    head applied to the last block's output, and token by token still equals the whole
+    sequence; the default model differs from it only by that norm."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(paper_models(VOCAB)["mamba_neg"], d_model=32, final_norm=False)
+    model = SequenceModel(cfg).double()
+    assert model.norm is None and not any(n.startswith("norm.") for n, _ in
+                                          model.named_parameters())
+    tokens = torch.randint(0, VOCAB, (2, 10))
+    x = model.embedding(tokens)
+    for block in model.blocks:
+        x, _ = block(x)
+    logits, _ = model(tokens)
+    torch.testing.assert_close(logits, model.head(x), rtol=0, atol=0)
+    with_norm = SequenceModel(dataclasses.replace(cfg, final_norm=True)).double()
+    missing = with_norm.load_state_dict(model.state_dict(), strict=False).missing_keys
+    assert missing == ["norm.weight"]
+    torch.testing.assert_close(with_norm(tokens)[0], model.head(with_norm.norm(x)))
+    assert_token_by_token_equals_whole(model, tokens)
+
+
+@pytest.mark.parametrize("std", [0.02, 1.0])
+def test_embedding_std_sets_the_embeddings_spread(std: float) -> None:
+    """embedding_std draws the embedding from N(0, std²): 0.02 by default, 1.0 is PyTorch's
+    own default for nn.Embedding (the public harness's Mamba); the rest of the model is
+    untouched by it (same seed, same draws)."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(ModelConfig(vocab_size=200, d_model=64, mixer="mamba",
+                                          mlp="none"), embedding_std=std)
+    model = SequenceModel(cfg)
+    w = model.embedding.weight
+    assert abs(w.mean().item()) < 0.05 * std and w.std().item() == pytest.approx(std, rel=0.05)
+    torch.manual_seed(0)
+    other = SequenceModel(dataclasses.replace(cfg, embedding_std=0.5 * std))
+    torch.testing.assert_close(other.embedding.weight, 0.5 * w)
+    for (name, p), (_, q) in zip(model.named_parameters(), other.named_parameters(),
+                                 strict=True):
+        if not name.startswith("embedding."):
+            assert torch.equal(p, q), name
 
 
 def test_deltanet_without_conv_bias_has_none_and_runs_token_by_token() -> None:

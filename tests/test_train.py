@@ -16,6 +16,7 @@ from statetrack.experiment.config import validate
 from statetrack.experiment.evaluation import data_rng, evaluate, scaled_accuracy
 from statetrack.experiment.schedule import learning_rate
 from statetrack.experiment.trainer import TrainingDiverged, train
+from statetrack.models import SequenceModel
 from statetrack.tasks import get_task
 
 TINY = {
@@ -207,6 +208,18 @@ def test_metrics_log_the_scheduled_learning_rate(tmp_path: Path) -> None:
                                         final_lr_factor=t.final_lr_factor)
     assert all("val_accuracy" in r for r in records if r["step"] % t.val_every == 0
                and r["step"] < t.steps)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_decay_norms_and_biases_reaches_the_optimizer(flag: bool) -> None:
+    """training.decay_norms_and_biases decides the weight decay of the norm gains in the
+    optimizer a run trains with; the weights decay either way."""
+    config = tiny(weight_decay=0.1, decay_norms_and_biases=flag)
+    model = SequenceModel(config.model_config(len(get_task("parity").vocab)))
+    optimizer = trainer.make_optimizer(model, config, torch.device("cpu"))
+    wd = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert wd[id(model.norm.weight)] == (0.1 if flag else 0.0)
+    assert wd[id(model.blocks[0].mixer.q_proj.weight)] == 0.1
 
 
 class ParityOracle(torch.nn.Module):

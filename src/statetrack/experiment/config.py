@@ -45,6 +45,9 @@ class TrainingSection:
     final_lr_factor: float = 1e-3  # cosine decay ends at lr × final_lr_factor
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    # true: norm gains and biases decay too, only Mamba's A_log and D do not (the public
+    # harness's grouping for DeltaNet and Mamba; SequenceModel.param_groups)
+    decay_norms_and_biases: bool = False
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -79,7 +82,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"training.steps", "training.batch_size", "training.lr", "training.log_every",
             "training.adam_eps", "training.grad_clip", "evaluation.n", "evaluation.batch_size",
             "evaluation.val_n", "model.d_model", "model.n_layers", "model.mlp_ratio",
-            "model.norm_eps"}
+            "model.norm_eps", "model.embedding_std"}
 NON_NEGATIVE = {"training.warmup_steps", "training.weight_decay", "training.val_every",
                 "training.checkpoint_every", "training.seed", "training.data_seed",
                 "evaluation.seed"}

@@ -11,7 +11,8 @@ INIT_SCHEMES = ("torch", "fla", "paper")
 
 @dataclass
 class ModelConfig:
-    """embedding → n_layers × (pre-norm mixer, optional pre-norm MLP) → final norm → head.
+    """embedding → n_layers × (pre-norm mixer, optional pre-norm MLP) → final norm → head
+    (the final norm unless ``final_norm`` is false).
 
     ``mixer_options`` are the keyword arguments of the mixer's constructor (for example
     ``eig_range``, ``num_heads``, ``num_householder``); their defaults live in the constructor
@@ -26,6 +27,12 @@ class ModelConfig:
     mlp: str = "swiglu"  # "swiglu" | "gelu" | "none"
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
+    # false: the head reads the last block's output without the final RMSNorm, as in the
+    # public harness's Mamba (MambaLM: embedding, residual blocks, head)
+    final_norm: bool = True
+    # the embedding's init, N(0, embedding_std²); PyTorch's own default for nn.Embedding is
+    # N(0, 1), which the public harness's Mamba kept (init fla and paper draw it from N(0, 0.02²))
+    embedding_std: float = 0.02
     # "torch": each layer's PyTorch default (Linear, Conv1d: uniform in ±fan_in^-½); "fla":
     # flash-linear-attention's model-level init of its DeltaNet models (GPT-2's scheme) on every
     # module (SequenceModel.init_fla); "paper": that scheme where the paper's code applied it,

@@ -45,6 +45,15 @@ def validate_config(cfg: ModelConfig) -> None:
                          f"{', '.join(FLA_INIT_MIXERS)} only, got mixer {cfg.mixer!r}")
     if not isinstance(cfg.mixer_options, dict):
         raise ValueError(f"model.mixer_options: expected a mapping, got {cfg.mixer_options!r}")
+    if not isinstance(cfg.final_norm, bool):
+        raise ValueError(f"model.final_norm: expected true or false, got {cfg.final_norm!r}")
+    std = cfg.embedding_std
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
+        raise ValueError(f"model.embedding_std: expected a number > 0, got {std!r}")
+    if cfg.init in ("fla", "paper") and std != FLA_INIT_STD:
+        raise ValueError(f"model.embedding_std: init {cfg.init!r} draws the embedding from "
+                         f"N(0, {FLA_INIT_STD}²); leave embedding_std at {FLA_INIT_STD}, "
+                         f"got {std!r}")
 
 
 class GatedMLP(nn.Module):
@@ -90,7 +99,7 @@ class Block(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """embedding → n_layers × Block → RMSNorm → untied linear head.
+    """embedding → n_layers × Block → RMSNorm (unless ``final_norm`` is false) → untied head.
 
     ``forward(tokens [B, T] int64, state=None) -> (logits [B, T, V], state)`` where state is
     the list of per-layer mixer states; feeding a sequence in pieces with the state carried
@@ -102,7 +111,7 @@ class SequenceModel(nn.Module):
         validate_config(cfg)
         self.config = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        nn.init.normal_(self.embedding.weight, std=0.02)
+        nn.init.normal_(self.embedding.weight, std=cfg.embedding_std)
         blocks = []
         for _ in range(cfg.n_layers):
             try:
@@ -115,7 +124,7 @@ class SequenceModel(nn.Module):
         for i, block in enumerate(blocks):  # an init that depends on depth (xLSTM's sLSTM)
             if hasattr(block.mixer, "set_block_position"):
                 block.mixer.set_block_position(i, cfg.n_layers)
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.final_norm else None
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.init == "fla":
             self.init_fla()
@@ -177,23 +186,29 @@ class SequenceModel(nn.Module):
         for i, block in enumerate(self.blocks):
             x, s = block(x, None if state is None else state[i])
             states.append(s)
-        return self.head(self.norm(x)), states
+        return self.head(x if self.norm is None else self.norm(x)), states
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+    def param_groups(self, weight_decay: float,
+                     decay_norms_and_biases: bool = False) -> list[dict[str, Any]]:
         """Two AdamW groups: ``weight_decay`` for weight matrices, the embedding and the head;
         0 for A_log, D, norm gains and every bias (including Mamba's Δ bias).
 
         Decaying A_log would pull the decay rates towards 1 and D towards 0, which is not meant.
-        (xLSTM's own grouping also leaves sLSTM's recurrent matrix R and the embedding undecayed;
-        here both decay, a known difference from the xLSTM harness.)
+        ``decay_norms_and_biases`` moves the norm gains and biases into the decayed group and
+        leaves only A_log and D out: the grouping of the paper's public harness for its DeltaNet
+        and Mamba models, where only parameters marked ``_no_weight_decay`` (mamba.py's A_log
+        and D) escape it. (xLSTM's own grouping also leaves sLSTM's recurrent matrix R and the
+        embedding undecayed; here both decay, a known difference from the xLSTM harness.)
         """
         no_decay_ids = set()
         for module in self.modules():
             for name, p in module.named_parameters(recurse=False):
-                if isinstance(module, NORM_TYPES) or "bias" in name or name in NO_DECAY_NAMES:
+                exempt = (not decay_norms_and_biases
+                          and (isinstance(module, NORM_TYPES) or "bias" in name))
+                if exempt or name in NO_DECAY_NAMES:
                     no_decay_ids.add(id(p))
         decay = [p for p in self.parameters() if id(p) not in no_decay_ids]
         no_decay = [p for p in self.parameters() if id(p) in no_decay_ids]
