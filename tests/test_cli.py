@@ -211,6 +211,24 @@ def test_table_keeps_model_variants_of_one_name_in_separate_rows(tmp_path: Path,
     assert sorted(set(drawn)) == list(cells) and len(drawn) == 2 + 3
 
 
+def test_table_labels_spell_out_settings_whose_last_parts_clash(tmp_path: Path,
+                                                                 capsys) -> None:
+    """Two varying settings that end alike (the model's and the mixer's norm_eps) keep their
+    dotted names in the row label, so the label says which value is which; others keep the
+    short name."""
+    config = ROOT / "configs/chomsky/parity/deltanet_neg.yaml"
+    fake_run(tmp_path / "a", config, 0, 0.25)
+    fake_run(tmp_path / "b", config, 0, 0.5, set_=["model.norm_eps=1e-6",
+                                                   "model.mixer_options.norm_eps=2e-6",
+                                                   "model.final_norm=false"])
+    assert main(["table", str(tmp_path)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    labels = sorted(row.split("|")[1].strip() for row in rows[1:])
+    assert labels == [
+        "deltanet_neg (final_norm=False, mixer_options.norm_eps=2e-06, norm_eps=1e-06)",
+        "deltanet_neg (final_norm=True, mixer_options.norm_eps=1e-05, norm_eps=1e-05)"]
+
+
 def test_table_keeps_protocols_of_one_name_and_task_in_separate_rows(tmp_path: Path,
                                                                       capsys) -> None:
     """Runs of one name and task that differ in a training setting (a sweep grid over the

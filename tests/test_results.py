@@ -229,3 +229,19 @@ def test_readme_nine_seed_parity_check_is_what_statetrack_table_prints(
     assert all("n=9)" in row and "/ paper" in row for row in rows)
     for readme in (ROOT / "README.md", extra / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
+
+
+@pytest.mark.parametrize("model", ["deltanet", "mamba"])
+def test_readme_harness_details_are_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str], model: str,
+) -> None:
+    """The README's "harness details" rows are `statetrack table` over Table 3's mod_arith runs
+    of a model and its harness sweep: four rows, Table 3's (the paper's model, with its value)
+    and the harness's of each eigenvalue range, in both READMEs."""
+    table3 = RESULTS / "table3" / "mod_arith"
+    extra = RESULTS / f"{model}_harness_arith"
+    rows = table_rows(capsys, [table3 / model, table3 / f"{model}_neg", extra], f"| {model}")
+    assert len(rows) == 4 and sum("/ paper" in row for row in rows) == 2
+    assert all("n=3)" in row for row in rows)
+    for readme in (ROOT / "README.md", extra / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme

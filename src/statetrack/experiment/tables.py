@@ -72,9 +72,17 @@ def model_labels(configs: list[dict[str, Any]]) -> list[str]:
                                                 strict=True):
         shown = [(k, model.get(k)) for k in by_name[name]]
         shown += [(k, protocol.get(k)) for k in by_task[name_task]]
-        suffix = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in shown)  # model keys first
+        suffix = ", ".join(f"{_short_key(k, shown)}={v}" for k, v in shown)  # model keys first
         labels.append(f"{name} ({suffix})" if shown else name)
     return labels
+
+
+def _short_key(key: str, shown: list[tuple[str, Any]]) -> str:
+    """A key's last part (``mixer_options.unit_keys`` → ``unit_keys``), or the whole dotted key
+    where another shown key ends in the same part (the model's and the mixer's ``norm_eps``)."""
+    last = key.split(".")[-1]
+    clash = sum(k.split(".")[-1] == last for k, _ in shown) > 1
+    return key if clash else last
 
 
 # Training settings that are not part of a run's protocol: its random draws, and how it executes
