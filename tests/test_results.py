@@ -245,3 +245,26 @@ def test_readme_harness_details_are_what_statetrack_table_prints(
     assert all("n=3)" in row for row in rows)
     for readme in (ROOT / "README.md", extra / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
+
+
+def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's "norm eps" rows are `statetrack table` over Table 3's DeltaNet runs (with
+    the nine parity seeds) and the eps sweeps: on parity a row per model and eps, the paper's
+    value beside Table 3's model only; on mod_arith Table 3's, the eps alone and the eps with
+    the harness's weight decay. Each sweep's README holds its rows too."""
+    table3 = RESULTS / "table3"
+    parity_eps, arith_eps = RESULTS / "deltanet_parity_eps", RESULTS / "deltanet_mod_arith_eps"
+    parity = table_rows(capsys, [table3 / "parity" / "deltanet", table3 / "parity" / "deltanet_neg",
+                                 RESULTS / "deltanet_parity_seeds", parity_eps])
+    assert len(parity) == 4 and [("n=9)" in r, "/ paper" in r) for r in parity] == [
+        (True, True), (False, False), (True, True), (False, False)]
+    arith = table_rows(capsys, [table3 / "mod_arith" / "deltanet_neg",
+                                RESULTS / "deltanet_harness_arith" / "mod_arith" / "deltanet_neg",
+                                arith_eps])
+    assert len(arith) == 3 and sum("n=6)" in r for r in arith) == 1
+    readme = (ROOT / "README.md").read_text()
+    for rows, own in ((parity, parity_eps), (arith, arith_eps)):
+        assert all(row in readme for row in rows)
+        assert all(row in (own / "README.md").read_text() for row in rows), own
