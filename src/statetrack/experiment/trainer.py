@@ -97,9 +97,8 @@ def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: tor
     device tensor that each step fills."""
     t = config.training
     lr: float | torch.Tensor = torch.tensor(t.lr, device=device) if capturable else t.lr
-    return torch.optim.AdamW(model.param_groups(t.weight_decay, t.decay_norms_and_biases),
-                             lr=lr,
-                             betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
+    groups = model.param_groups(t.weight_decay, t.decay_norms_and_biases)
+    return torch.optim.AdamW(groups, lr=lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
                              fused=device.type == "cuda", capturable=capturable)
 
 

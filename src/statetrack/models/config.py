@@ -11,8 +11,8 @@ INIT_SCHEMES = ("torch", "fla", "paper")
 
 @dataclass
 class ModelConfig:
-    """embedding → n_layers × (pre-norm mixer, optional pre-norm MLP) → final norm → head
-    (the final norm unless ``final_norm`` is false).
+    """embedding → n_layers × (pre-norm mixer, optional pre-norm MLP) → final norm (unless
+    ``final_norm`` is false) → head.
 
     ``mixer_options`` are the keyword arguments of the mixer's constructor (for example
     ``eig_range``, ``num_heads``, ``num_householder``); their defaults live in the constructor
