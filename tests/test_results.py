@@ -268,3 +268,18 @@ def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
     for rows, own in ((parity, parity_eps), (arith, arith_eps)):
         assert all(row in readme for row in rows)
         assert all(row in (own / "README.md").read_text() for row in rows), own
+
+
+def test_readme_twelve_seed_eps_rows_are_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's pooled DeltaNet [−1, 1] parity rows: nine seeds of Table 3's model (its
+    paper value beside it) and twelve with the paper's eps, in the root README and the extra
+    seeds' README."""
+    neg = "parity/deltanet_neg"
+    more = RESULTS / "deltanet_parity_eps_more"
+    rows = table_rows(capsys, [RESULTS / "table3" / neg, RESULTS / "deltanet_parity_seeds" / neg,
+                               RESULTS / "deltanet_parity_eps" / neg, more])
+    assert len(rows) == 2 and "n=9)" in rows[0] and "/ paper" in rows[0] and "n=12)" in rows[1]
+    for readme in (ROOT / "README.md", more / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
