@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_scripts import load_script
 
 from statetrack.cli import main
 from statetrack.experiment.config import (
@@ -283,3 +284,18 @@ def test_readme_twelve_seed_eps_rows_are_what_statetrack_table_prints(
     assert len(rows) == 2 and "n=9)" in rows[0] and "/ paper" in rows[0] and "n=12)" in rows[1]
     for readme in (ROOT / "README.md", more / "README.md"):
         assert all(row in readme.read_text() for row in rows), readme
+
+
+def test_readme_rank_sum_z_of_the_eps_seeds_is_what_the_script_computes() -> None:
+    """The z values the READMEs quote for DeltaNet [−1, 1] parity with the paper's eps (six
+    seeds, then twelve) against Table 3's model (nine seeds) are seed_rank_sum.py's."""
+    script = load_script("scripts/dev/seed_rank_sum.py")
+    neg = "parity/deltanet_neg"
+    table3 = script.scores([RESULTS / "table3" / neg, RESULTS / "deltanet_parity_seeds" / neg])
+    six = script.scores([RESULTS / "deltanet_parity_eps" / neg])
+    twelve = six + script.scores([RESULTS / "deltanet_parity_eps_more"])
+    z6, z12 = (round(script.rank_sum(table3, b)["z"], 1) for b in (six, twelve))
+    assert (len(table3), len(six), len(twelve)) == (9, 6, 12)
+    assert f"z over the 21 scores is {z12} ({z6} with six)" in (ROOT / "README.md").read_text()
+    assert f"falls from {z6} (six seeds) to {z12}" in (
+        RESULTS / "deltanet_parity_eps_more" / "README.md").read_text()
