@@ -200,8 +200,11 @@ class SequenceModel(nn.Module):
         ``decay_norms_and_biases`` moves the norm gains and biases into the decayed group and
         leaves only A_log and D out: the grouping of the paper's public harness for its DeltaNet
         and Mamba models, where only parameters marked ``_no_weight_decay`` (mamba.py's A_log
-        and D) escape it. (xLSTM's own grouping also leaves sLSTM's recurrent matrix R and the
-        embedding undecayed; here both decay, a known difference from the xLSTM harness.)
+        and D) escape it. (xLSTM's ``xLSTMLMModel``, as its public code reads today, decays
+        every parameter of two or more dimensions, sLSTM's recurrent matrix R included, and the
+        embedding only if ``weight_decay_on_embedding``, which the paper's configs set false;
+        here the embedding decays, a known difference from the xLSTM harness. Which xLSTM
+        version the paper's harness ran was not read.)
         """
         no_decay_ids = set()
         for module in self.modules():
