@@ -202,9 +202,9 @@ class SequenceModel(nn.Module):
         and Mamba models, where only parameters marked ``_no_weight_decay`` (mamba.py's A_log
         and D) escape it. (xLSTM's ``xLSTMLMModel``, as its public code reads today, decays
         every parameter of two or more dimensions, sLSTM's recurrent matrix R included, and the
-        embedding only if ``weight_decay_on_embedding``, which the paper's configs set false;
-        here the embedding decays, a known difference from the xLSTM harness. Which xLSTM
-        version the paper's harness ran was not read.)
+        embedding only if ``weight_decay_on_embedding`` (false by default); here the embedding
+        decays, a known difference from the xLSTM harness. Which xLSTM version the paper's
+        harness ran was not read.)
         """
         no_decay_ids = set()
         for module in self.modules():
