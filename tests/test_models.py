@@ -116,6 +116,8 @@ def assert_token_by_token_equals_whole(model: SequenceModel, tokens: torch.Tenso
     ({"init": "xavier"}, "model.init"),
     ({"mixer": "mamba", "init": "fla"}, "model.init"),
     ({"mixer": "mlstm", "init": "paper"}, "model.init"),
+    ({"mixer": "deltanet", "init": "xlstm"}, "model.init"),
+    ({"norm": "batch"}, "model.norm"),
     ({"final_norm": "no"}, "model.final_norm"),
     ({"embedding_std": 0.0}, "model.embedding_std"),
     ({"embedding_std": True}, "model.embedding_std"),
@@ -242,3 +244,49 @@ def test_deltanet_without_conv_bias_has_none_and_runs_token_by_token() -> None:
     bad = dataclasses.replace(cfg, mixer_options={**cfg.mixer_options, "conv_bias": "no"})
     with pytest.raises(ValueError, match=r"^model\.mixer_options\.conv_bias"):
         SequenceModel(bad)
+
+
+def test_xlstm_init_draws_small_init_and_wang_init_where_xlstm_does() -> None:
+    """init: xlstm on the paper's sLSTM (d 128, 2 blocks): embedding, head, gate projections W
+    and feed-forward up projections from N(0, 2 / (5 · 128)), down projections from
+    N(0, (2 / (2 √128))²); R stays zero and the biases (the forget gate's by block), the
+    convolutions and the norm gains stay as the default model has them."""
+    cfg = paper_models(VOCAB)["slstm"]
+    torch.manual_seed(0)
+    default = SequenceModel(cfg)
+    torch.manual_seed(0)
+    model = SequenceModel(dataclasses.replace(cfg, init="xlstm"))
+    small, wang = (2 / (5 * 128)) ** 0.5, 2 / 2 / 128 ** 0.5
+    drawn = {"embedding.weight": small, "head.weight": small}
+    for i, block in enumerate(model.blocks):
+        drawn |= {f"blocks.{i}.mixer.W": small, f"blocks.{i}.mlp.gate_up.weight": small,
+                  f"blocks.{i}.mlp.down.weight": wang}
+        assert torch.count_nonzero(block.mixer.R) == 0
+    kept = dict(default.named_parameters())
+    for name, p in model.named_parameters():
+        if name in drawn:
+            assert abs(p.mean().item()) < 0.1 * drawn[name], name
+            assert p.std().item() == pytest.approx(drawn[name], rel=0.1), name
+        else:
+            assert torch.equal(p, kept[name]), name
+    assert len(drawn) == 2 + 3 * len(model.blocks)
+
+
+def test_layer_norm_blocks_and_the_embedding_left_undecayed() -> None:
+    """norm: layer gives LayerNorms without a bias in every block and before the head, and the
+    model still gives the whole sequence's logits token by token; decay_embedding=False moves
+    only the embedding into the undecayed group."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(paper_models(VOCAB)["slstm"], d_model=32, norm="layer")
+    model = SequenceModel(cfg).double()
+    norms = [model.norm] + [n for b in model.blocks for n in (b.mixer_norm, b.mlp_norm)]
+    assert all(type(n) is torch.nn.LayerNorm and n.bias is None for n in norms)
+    x = torch.randn(3, 32, dtype=torch.float64) + 5.0  # LayerNorm removes the mean, RMSNorm not
+    torch.testing.assert_close(model.norm(x), (x - x.mean(-1, keepdim=True))
+                               / (x.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
+    assert_token_by_token_equals_whole(model, torch.randint(0, VOCAB, (2, 10)))
+    wd = {id(p): g["weight_decay"] for g in model.param_groups(0.1, decay_embedding=False)
+          for p in g["params"]}
+    base = {id(p): g["weight_decay"] for g in model.param_groups(0.1) for p in g["params"]}
+    changed = [n for n, p in model.named_parameters() if wd[id(p)] != base[id(p)]]
+    assert changed == ["embedding.weight"] and wd[id(model.embedding.weight)] == 0.0

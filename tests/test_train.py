@@ -222,6 +222,15 @@ def test_decay_norms_and_biases_reaches_the_optimizer(flag: bool) -> None:
     assert wd[id(model.blocks[0].mixer.q_proj.weight)] == 0.1
 
 
+def test_decay_embedding_reaches_the_optimizer() -> None:
+    """training.decay_embedding: false leaves the embedding undecayed and the head decayed."""
+    config = tiny(weight_decay=0.1, decay_embedding=False)
+    model = SequenceModel(config.model_config(len(get_task("parity").vocab)))
+    optimizer = trainer.make_optimizer(model, config, torch.device("cpu"))
+    wd = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert wd[id(model.embedding.weight)] == 0.0 and wd[id(model.head.weight)] == 0.1
+
+
 class ParityOracle(torch.nn.Module):
     """Predicts the running parity of the bits read so far: right at every answer position."""
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from statetrack.eig import EigRange
-from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
+from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, NORM_KINDS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,8 @@ class TrainingSection:
     # true: norm gains and biases decay too, only Mamba's A_log and D do not (the public
     # harness's grouping for DeltaNet and Mamba; SequenceModel.param_groups)
     decay_norms_and_biases: bool = False
+    # false: the embedding is not decayed (xLSTM's weight_decay_on_embedding, false by default)
+    decay_embedding: bool = True
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
@@ -78,6 +80,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "training.precision": ("auto", "bf16", "fp32"),
     "model.mlp": MLP_KINDS,
     "model.init": INIT_SCHEMES,
+    "model.norm": NORM_KINDS,
 }
 POSITIVE = {"training.steps", "training.batch_size", "training.lr", "training.log_every",
             "training.adam_eps", "training.grad_clip", "evaluation.n", "evaluation.batch_size",

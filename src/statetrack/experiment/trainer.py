@@ -97,7 +97,7 @@ def make_optimizer(model: torch.nn.Module, config: ExperimentConfig, device: tor
     device tensor that each step fills."""
     t = config.training
     lr: float | torch.Tensor = torch.tensor(t.lr, device=device) if capturable else t.lr
-    groups = model.param_groups(t.weight_decay, t.decay_norms_and_biases)
+    groups = model.param_groups(t.weight_decay, t.decay_norms_and_biases, t.decay_embedding)
     return torch.optim.AdamW(groups, lr=lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_eps,
                              fused=device.type == "cuda", capturable=capturable)
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MLP_KINDS = ("swiglu", "gelu", "none")
-INIT_SCHEMES = ("torch", "fla", "paper")
+INIT_SCHEMES = ("torch", "fla", "paper", "xlstm")
+NORM_KINDS = ("rms", "layer")
 
 
 @dataclass
@@ -27,6 +28,9 @@ class ModelConfig:
     mlp: str = "swiglu"  # "swiglu" | "gelu" | "none"
     mlp_ratio: float = 4.0
     norm_eps: float = 1e-5
+    # the block norms and the final norm: "rms" (RMSNorm) or "layer" (LayerNorm with a gain and
+    # no bias, xLSTM's block norm)
+    norm: str = "rms"
     # false: the head reads the last block's output without the final RMSNorm, as in the
     # public harness's Mamba (MambaLM: embedding, residual blocks, head)
     final_norm: bool = True
@@ -37,5 +41,7 @@ class ModelConfig:
     # flash-linear-attention's model-level init of its DeltaNet models (GPT-2's scheme) on every
     # module (SequenceModel.init_fla); "paper": that scheme where the paper's code applied it,
     # the DeltaNet layer's own Xavier projections and PyTorch's convolutions elsewhere
-    # (SequenceModel.init_paper); both DeltaNet only
+    # (SequenceModel.init_paper); both DeltaNet only; "xlstm": xLSTM's init of the gate
+    # projections, embedding, head and feed-forward (xLSTMLMModel.reset_parameters;
+    # SequenceModel.init_xlstm), sLSTM only
     init: str = "torch"

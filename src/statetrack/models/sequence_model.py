@@ -11,13 +11,15 @@ from torch import nn
 
 from statetrack.layers import MIXERS, build_mixer
 from statetrack.layers._common import NORM_TYPES
-from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, ModelConfig
+from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, NORM_KINDS, ModelConfig
 
 NO_DECAY_NAMES = ("A_log", "D")
 """Parameter names (besides norm gains and biases) exempt from weight decay."""
 FLA_INIT_MIXERS = ("deltanet",)
 """The mixers ``init: fla`` and ``init: paper`` are defined for: their Linear and Conv1d layers
 have no init of their own (Mamba's Δ projection and the xLSTM gates do)."""
+XLSTM_INIT_MIXERS = ("slstm",)
+"""The mixers ``init: xlstm`` is defined for (its gate projections are sLSTM's ``W``)."""
 FLA_INIT_STD = 0.02  # flash-linear-attention's ``initializer_range``
 PAPER_PROJ_GAIN = 2 ** -2.5  # the Xavier gain of the paper's DeltaNet layer's projections
 
@@ -40,9 +42,12 @@ def validate_config(cfg: ModelConfig) -> None:
     if cfg.init not in INIT_SCHEMES:
         raise ValueError(f"model.init: expected one of {', '.join(INIT_SCHEMES)}, "
                          f"got {cfg.init!r}")
-    if cfg.init in ("fla", "paper") and cfg.mixer not in FLA_INIT_MIXERS:
-        raise ValueError(f"model.init: {cfg.init!r} is defined for mixer(s) "
-                         f"{', '.join(FLA_INIT_MIXERS)} only, got mixer {cfg.mixer!r}")
+    for schemes, mixers in ((("fla", "paper"), FLA_INIT_MIXERS), (("xlstm",), XLSTM_INIT_MIXERS)):
+        if cfg.init in schemes and cfg.mixer not in mixers:
+            raise ValueError(f"model.init: {cfg.init!r} is defined for mixer(s) "
+                             f"{', '.join(mixers)} only, got mixer {cfg.mixer!r}")
+    if cfg.norm not in NORM_KINDS:
+        raise ValueError(f"model.norm: expected one of {', '.join(NORM_KINDS)}, got {cfg.norm!r}")
     if not isinstance(cfg.mixer_options, dict):
         raise ValueError(f"model.mixer_options: expected a mapping, got {cfg.mixer_options!r}")
     if not isinstance(cfg.final_norm, bool):
@@ -50,10 +55,9 @@ def validate_config(cfg: ModelConfig) -> None:
     std = cfg.embedding_std
     if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
         raise ValueError(f"model.embedding_std: expected a number > 0, got {std!r}")
-    if cfg.init in ("fla", "paper") and std != FLA_INIT_STD:
-        raise ValueError(f"model.embedding_std: init {cfg.init!r} draws the embedding from "
-                         f"N(0, {FLA_INIT_STD}²); leave embedding_std at {FLA_INIT_STD}, "
-                         f"got {std!r}")
+    if cfg.init != "torch" and std != FLA_INIT_STD:
+        raise ValueError(f"model.embedding_std: init {cfg.init!r} draws the embedding itself; "
+                         f"leave embedding_std at {FLA_INIT_STD}, got {std!r}")
 
 
 class GatedMLP(nn.Module):
@@ -78,16 +82,23 @@ class GatedMLP(nn.Module):
         return self.down(self.act(gate) * up)
 
 
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    """A block or final norm of ``cfg.norm``'s kind: RMSNorm, or LayerNorm without a bias."""
+    if cfg.norm == "layer":
+        return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=False)
+    return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+
+
 class Block(nn.Module):
     """``x + mixer(norm(x))``, then ``x + mlp(norm(x))`` unless the MLP is "none"."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.mixer_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mixer_norm = make_norm(cfg)
         self.mixer = build_mixer(cfg.mixer, cfg.d_model, cfg.mixer_options)
         self.mlp_norm = self.mlp = None
         if cfg.mlp != "none":
-            self.mlp_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+            self.mlp_norm = make_norm(cfg)
             self.mlp = GatedMLP(cfg.d_model, cfg.mlp, cfg.mlp_ratio)
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
@@ -124,12 +135,14 @@ class SequenceModel(nn.Module):
         for i, block in enumerate(blocks):  # an init that depends on depth (xLSTM's sLSTM)
             if hasattr(block.mixer, "set_block_position"):
                 block.mixer.set_block_position(i, cfg.n_layers)
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.final_norm else None
+        self.norm = make_norm(cfg) if cfg.final_norm else None
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         if cfg.init == "fla":
             self.init_fla()
         elif cfg.init == "paper":
             self.init_paper()
+        elif cfg.init == "xlstm":
+            self.init_xlstm()
 
     @torch.no_grad()
     def init_fla(self) -> None:
@@ -173,6 +186,24 @@ class SequenceModel(nn.Module):
                 if short.conv.bias is not None:
                     nn.init.zeros_(short.conv.bias)
 
+    @torch.no_grad()
+    def init_xlstm(self) -> None:
+        """xLSTM's ``xLSTMLMModel.reset_parameters`` on an sLSTM model: the embedding, the
+        head, each sLSTM's gate projections ``W`` and each feed-forward's up projection from
+        N(0, 2 / (5 d)) ("small init", std 0.056 at d = 128), each feed-forward's down
+        projection from N(0, (2 / (n_layers √d))²) ("Wang init"). The recurrent matrices (zero),
+        the biases (the forget gate's by block), the convolutions and the norm gains keep the
+        layers' own init, as in xLSTM."""
+        d = self.config.d_model
+        small = math.sqrt(2 / (5 * d))
+        for weight in (self.embedding.weight, self.head.weight):
+            nn.init.normal_(weight, std=small)
+        for block in self.blocks:
+            nn.init.normal_(block.mixer.W, std=small)
+            if block.mlp is not None:
+                nn.init.normal_(block.mlp.gate_up.weight, std=small)
+                nn.init.normal_(block.mlp.down.weight, std=2 / len(self.blocks) / math.sqrt(d))
+
     def forward(
         self, tokens: torch.Tensor, state: list[Any] | None = None
     ) -> tuple[torch.Tensor, list[Any]]:
@@ -191,8 +222,8 @@ class SequenceModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def param_groups(self, weight_decay: float,
-                     decay_norms_and_biases: bool = False) -> list[dict[str, Any]]:
+    def param_groups(self, weight_decay: float, decay_norms_and_biases: bool = False,
+                     decay_embedding: bool = True) -> list[dict[str, Any]]:
         """Two AdamW groups: ``weight_decay`` for weight matrices, the embedding and the head;
         0 for A_log, D, norm gains and every bias (including Mamba's Δ bias).
 
@@ -200,13 +231,13 @@ class SequenceModel(nn.Module):
         ``decay_norms_and_biases`` moves the norm gains and biases into the decayed group and
         leaves only A_log and D out: the grouping of the paper's public harness for its DeltaNet
         and Mamba models, where only parameters marked ``_no_weight_decay`` (mamba.py's A_log
-        and D) escape it. (xLSTM's ``xLSTMLMModel``, as its public code reads today, decays
-        every parameter of two or more dimensions, sLSTM's recurrent matrix R included, and the
-        embedding only if ``weight_decay_on_embedding`` (false by default); here the embedding
-        decays, a known difference from the xLSTM harness. Which xLSTM version the paper's
+        and D) escape it. ``decay_embedding=False`` moves the embedding into the undecayed
+        group: xLSTM's ``xLSTMLMModel``, as its public code reads today, decays every parameter
+        of two or more dimensions, sLSTM's recurrent matrix R included, and the embedding only
+        if ``weight_decay_on_embedding``, false by default. (Which xLSTM version the paper's
         harness ran was not read.)
         """
-        no_decay_ids = set()
+        no_decay_ids = set() if decay_embedding else {id(self.embedding.weight)}
         for module in self.modules():
             for name, p in module.named_parameters(recurse=False):
                 exempt = (not decay_norms_and_biases
