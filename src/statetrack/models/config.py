@@ -31,7 +31,7 @@ class ModelConfig:
     # the block norms and the final norm: "rms" (RMSNorm) or "layer" (LayerNorm with a gain and
     # no bias, xLSTM's block norm)
     norm: str = "rms"
-    # false: the head reads the last block's output without the final RMSNorm, as in the
+    # false: the head reads the last block's output without the final norm, as in the
     # public harness's Mamba (MambaLM: embedding, residual blocks, head)
     final_norm: bool = True
     # the embedding's init, N(0, embedding_std²); PyTorch's own default for nn.Embedding is
