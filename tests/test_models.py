@@ -43,6 +43,11 @@ def test_paper_model_trains_on_cpu(name: str) -> None:
     assert n > 0 and n == sum(p.numel() for p in model.parameters())
 
 
+def decay_by_id(groups: list[dict]) -> dict[int, float]:
+    """Parameter id → the weight decay of the AdamW group that holds it."""
+    return {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+
+
 @pytest.mark.parametrize("name", PAPER_NAMES)
 def test_param_groups_cover_every_parameter_once(name: str) -> None:
     """Every parameter is in exactly one group; A_log, D, norm gains and biases are in the
@@ -52,7 +57,7 @@ def test_param_groups_cover_every_parameter_once(name: str) -> None:
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters())
     assert len(ids) == len(set(ids))
-    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    wd = decay_by_id(groups)
     for mname, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
             exempt = isinstance(module, NORM_TYPES) or "bias" in pname or pname in ("A_log", "D")
@@ -69,7 +74,7 @@ def test_decay_norms_and_biases_leaves_only_a_log_and_d_undecayed(name: str) -> 
     groups = model.param_groups(0.1, decay_norms_and_biases=True)
     ids = [id(p) for g in groups for p in g["params"]]
     assert sorted(ids) == sorted(id(p) for p in model.parameters()) and len(ids) == len(set(ids))
-    wd = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    wd = decay_by_id(groups)
     names = []
     for mname, module in model.named_modules():
         for pname, p in module.named_parameters(recurse=False):
@@ -285,8 +290,7 @@ def test_layer_norm_blocks_and_the_embedding_left_undecayed() -> None:
     torch.testing.assert_close(model.norm(x), (x - x.mean(-1, keepdim=True))
                                / (x.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt())
     assert_token_by_token_equals_whole(model, torch.randint(0, VOCAB, (2, 10)))
-    wd = {id(p): g["weight_decay"] for g in model.param_groups(0.1, decay_embedding=False)
-          for p in g["params"]}
-    base = {id(p): g["weight_decay"] for g in model.param_groups(0.1) for p in g["params"]}
+    wd = decay_by_id(model.param_groups(0.1, decay_embedding=False))
+    base = decay_by_id(model.param_groups(0.1))
     changed = [n for n, p in model.named_parameters() if wd[id(p)] != base[id(p)]]
     assert changed == ["embedding.weight"] and wd[id(model.embedding.weight)] == 0.0

@@ -210,24 +210,27 @@ def test_metrics_log_the_scheduled_learning_rate(tmp_path: Path) -> None:
                and r["step"] < t.steps)
 
 
+def optimizer_decay(**training: object) -> tuple[SequenceModel, dict[int, float]]:
+    """The tiny config's model and, by parameter id, its weight decay in the optimizer a run
+    with these training settings builds."""
+    config = tiny(weight_decay=0.1, **training)
+    model = SequenceModel(config.model_config(len(get_task("parity").vocab)))
+    optimizer = trainer.make_optimizer(model, config, torch.device("cpu"))
+    return model, {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+
+
 @pytest.mark.parametrize("flag", [False, True])
 def test_decay_norms_and_biases_reaches_the_optimizer(flag: bool) -> None:
     """training.decay_norms_and_biases decides the weight decay of the norm gains in the
     optimizer a run trains with; the weights decay either way."""
-    config = tiny(weight_decay=0.1, decay_norms_and_biases=flag)
-    model = SequenceModel(config.model_config(len(get_task("parity").vocab)))
-    optimizer = trainer.make_optimizer(model, config, torch.device("cpu"))
-    wd = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    model, wd = optimizer_decay(decay_norms_and_biases=flag)
     assert wd[id(model.norm.weight)] == (0.1 if flag else 0.0)
     assert wd[id(model.blocks[0].mixer.q_proj.weight)] == 0.1
 
 
 def test_decay_embedding_reaches_the_optimizer() -> None:
     """training.decay_embedding: false leaves the embedding undecayed and the head decayed."""
-    config = tiny(weight_decay=0.1, decay_embedding=False)
-    model = SequenceModel(config.model_config(len(get_task("parity").vocab)))
-    optimizer = trainer.make_optimizer(model, config, torch.device("cpu"))
-    wd = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    model, wd = optimizer_decay(decay_embedding=False)
     assert wd[id(model.embedding.weight)] == 0.0 and wd[id(model.head.weight)] == 0.1
 
 

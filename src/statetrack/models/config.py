@@ -35,7 +35,7 @@ class ModelConfig:
     # public harness's Mamba (MambaLM: embedding, residual blocks, head)
     final_norm: bool = True
     # the embedding's init, N(0, embedding_std²); PyTorch's own default for nn.Embedding is
-    # N(0, 1), which the public harness's Mamba kept (init fla and paper draw it from N(0, 0.02²))
+    # N(0, 1), which the public harness's Mamba kept (every init but torch draws its own)
     embedding_std: float = 0.02
     # "torch": each layer's PyTorch default (Linear, Conv1d: uniform in ±fan_in^-½); "fla":
     # flash-linear-attention's model-level init of its DeltaNet models (GPT-2's scheme) on every

@@ -15,11 +15,10 @@ from statetrack.models.config import INIT_SCHEMES, MLP_KINDS, NORM_KINDS, ModelC
 
 NO_DECAY_NAMES = ("A_log", "D")
 """Parameter names (besides norm gains and biases) exempt from weight decay."""
-FLA_INIT_MIXERS = ("deltanet",)
-"""The mixers ``init: fla`` and ``init: paper`` are defined for: their Linear and Conv1d layers
-have no init of their own (Mamba's Δ projection and the xLSTM gates do)."""
-XLSTM_INIT_MIXERS = ("slstm",)
-"""The mixers ``init: xlstm`` is defined for (its gate projections are sLSTM's ``W``)."""
+INIT_MIXERS = {"fla": ("deltanet",), "paper": ("deltanet",), "xlstm": ("slstm",)}
+"""The mixers each init scheme besides ``torch`` is defined for: ``fla`` and ``paper`` for
+DeltaNet, whose Linear and Conv1d layers have no init of their own (Mamba's Δ projection and the
+xLSTM gates do); ``xlstm`` for sLSTM, whose gate projections are its ``W``."""
 FLA_INIT_STD = 0.02  # flash-linear-attention's ``initializer_range``
 PAPER_PROJ_GAIN = 2 ** -2.5  # the Xavier gain of the paper's DeltaNet layer's projections
 
@@ -42,10 +41,10 @@ def validate_config(cfg: ModelConfig) -> None:
     if cfg.init not in INIT_SCHEMES:
         raise ValueError(f"model.init: expected one of {', '.join(INIT_SCHEMES)}, "
                          f"got {cfg.init!r}")
-    for schemes, mixers in ((("fla", "paper"), FLA_INIT_MIXERS), (("xlstm",), XLSTM_INIT_MIXERS)):
-        if cfg.init in schemes and cfg.mixer not in mixers:
-            raise ValueError(f"model.init: {cfg.init!r} is defined for mixer(s) "
-                             f"{', '.join(mixers)} only, got mixer {cfg.mixer!r}")
+    mixers = INIT_MIXERS.get(cfg.init)
+    if mixers is not None and cfg.mixer not in mixers:
+        raise ValueError(f"model.init: {cfg.init!r} is defined for mixer(s) "
+                         f"{', '.join(mixers)} only, got mixer {cfg.mixer!r}")
     if cfg.norm not in NORM_KINDS:
         raise ValueError(f"model.norm: expected one of {', '.join(NORM_KINDS)}, got {cfg.norm!r}")
     if not isinstance(cfg.mixer_options, dict):
@@ -110,7 +109,7 @@ class Block(nn.Module):
 
 
 class SequenceModel(nn.Module):
-    """embedding → n_layers × Block → RMSNorm (unless ``final_norm`` is false) → untied head.
+    """embedding → n_layers × Block → final norm (unless ``final_norm`` is false) → untied head.
 
     ``forward(tokens [B, T] int64, state=None) -> (logits [B, T, V], state)`` where state is
     the list of per-layer mixer states; feeding a sequence in pieces with the state carried
