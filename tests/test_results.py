@@ -248,6 +248,22 @@ def test_readme_harness_details_are_what_statetrack_table_prints(
         assert all(row in readme.read_text() for row in rows), readme
 
 
+def test_readme_slstm_harness_rows_are_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's sLSTM mod_arith rows: Table 3's model (the paper's value beside it) and
+    seeds 0–2 of xLSTM's (the cell set beside Table 3's; seed 3 is shown run by run only), in
+    both READMEs."""
+    extra = RESULTS / "slstm_harness_arith"
+    seeds = sorted((extra / "mod_arith" / "slstm").glob("seed=[012]"))
+    assert [p.name for p in seeds] == ["seed=0", "seed=1", "seed=2"]
+    rows = table_rows(capsys, [RESULTS / "table3" / "mod_arith" / "slstm", *seeds], "| slstm")
+    assert [("init=torch" in r, "/ paper" in r, "n=3)" in r) for r in rows] == [
+        (True, True, True), (False, False, True)]
+    for readme in (ROOT / "README.md", extra / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
+
+
 def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
