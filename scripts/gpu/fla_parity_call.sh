@@ -14,7 +14,7 @@
 # The runs start detached (setsid) the first time and outlive the call while the machine stays
 # warm; a later call finds them running and only waits. A run has no checkpoint: one that has not
 # finished when the machine goes back is lost. The call waits until every run has finished or
-# SECONDS have passed, then packs the finished runs (config.yaml, summary.json, eval.csv,
+# SECONDS have passed (or none is running), then packs the finished runs (config.yaml, summary.json, eval.csv,
 # metrics.jsonl) into $OUT/fla_runs.tar.gz and the logs into $OUT/logs.tar.gz.
 set -u
 OUT=${OUT:-/tmp/out}; L=$OUT/logs; mkdir -p "$L"
@@ -52,6 +52,7 @@ done
 while [ "$(date +%s)" -lt "$deadline" ]; do
   done_n=$(find "$RUNS/parity" -name summary.json 2>/dev/null | wc -l)
   [ "$done_n" -ge 6 ] && break
+  pgrep -f fla_deltanet_train.py >/dev/null || { log "no run is running"; break; }
   sleep 30
   log "$done_n of 6 finished; $(for f in "$RUNS"/logs/*.log; do
     echo -n "$(basename "$f" .log): $(grep -o 'step [0-9]*' "$f" | tail -1 | cut -d' ' -f2) "; done)"
