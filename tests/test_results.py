@@ -264,6 +264,27 @@ def test_readme_slstm_harness_rows_are_what_statetrack_table_prints(
         assert all(row in readme.read_text() for row in rows), readme
 
 
+def test_readme_fla_rows_are_what_statetrack_table_prints(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's fla side-by-side rows: statetrack's DeltaNet and fla's, each [0, 1] and
+    [−1, 1], seeds 0–2 of the paper's norm eps, in both READMEs; the fla runs started from the
+    same seeds as statetrack's."""
+    eps = RESULTS / "deltanet_parity_eps" / "parity"
+    ours = [run for model in ("deltanet", "deltanet_neg")
+            for run in sorted((eps / model).glob("seed=[012]"))]
+    fla = RESULTS / "fla_deltanet_parity"
+    fla_runs = sorted(p.parent for p in fla.rglob("summary.json"))
+    seeds = lambda runs: sorted(json.loads((r / "summary.json").read_text())["seed"] for r in runs)
+    assert len(ours) == 6 and seeds(ours) == seeds(fla_runs) == [0, 0, 1, 1, 2, 2]
+    rows = [row for row in table_rows(capsys, [*ours, fla], "| ")
+            if not row.startswith("| model")]
+    assert labels_of(rows) == ["deltanet", "deltanet_neg", "fla_deltanet", "fla_deltanet_neg"]
+    assert all("n=3)" in row for row in rows)
+    for readme in (ROOT / "README.md", fla / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
+
+
 def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

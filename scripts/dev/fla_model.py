@@ -6,16 +6,16 @@ script imports it, as a reference to compare against, and is never imported by t
 `fla_from_statetrack(config)` builds statetrack's DeltaNet model from a config (its seed, its
 init) and fla's `DeltaNetForCausalLM` of the same shape (`allow_neg_eigval` for the [−1, 1]
 range, the config's norm eps), and copies every weight across. Run as a script, it compares the
-two on a training batch in float32: the logits at the answer positions and every parameter's
-gradient of the loss.
+two on a batch of training lengths in float32: the logits at the answer positions and every
+parameter's gradient of the loss.
 
     TRITON_INTERPRET=1 PYTHONPATH=FLA_SITE:src python3 scripts/dev/fla_model.py \\
         configs/chomsky/parity/deltanet_neg.yaml --set model.norm_eps=1e-6 \\
-        --set model.mixer_options.norm_eps=1e-6
+        --set model.mixer_options.norm_eps=1e-6 [--max-len 150 --beta-scale 50]
 
 On a CPU fla's Triton kernels run under the interpreter (TRITON_INTERPRET=1, set before
 anything imports triton; a few minutes at the default batch 8 × length 40), with its autotuner's
-benchmark stubbed out: every config is tried, and the first is kept.
+benchmark stubbed out: no config is timed, and the first is kept.
 """
 
 from __future__ import annotations
@@ -132,9 +132,22 @@ def fla_from_statetrack(config: ExperimentConfig) -> tuple[Any, torch.nn.Module,
     return task, ours, fla
 
 
-def compare(config: ExperimentConfig, batch_size: int, max_len: int) -> dict[str, float]:
-    """Largest differences between the two models on one training batch, float32."""
+def compare(config: ExperimentConfig, batch_size: int, max_len: int,
+            beta_scale: float = 1.0) -> dict[str, float]:
+    """Largest differences between the two models on one batch of lengths up to ``max_len``,
+    float32. fla runs its fused recurrent kernel on sequences up to 64 long (every training
+    batch here) and its chunked one, which refuses float32, on longer ones: so at most 64.
+    ``beta_scale`` multiplies both models' β projections first, to push β to the ends of its
+    range as training does."""
+    if max_len > 64:
+        raise SystemExit(f"--max-len {max_len}: fla's chunked delta rule (past length 64) "
+                         "refuses float32")
     task, ours, fla = fla_from_statetrack(config)
+    with torch.no_grad():
+        for model in (ours, fla):
+            for name, p in model.named_parameters():
+                if name.endswith("b_proj.weight"):
+                    p.mul_(beta_scale)
     ours.train()
     fla.train()
     batch = task.sample(batch_size, config.training.min_len, max_len,
@@ -168,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-len", type=int, default=40)
+    parser.add_argument("--beta-scale", type=float, default=1.0,
+                        help="multiply the β projections by this first (say 50: β near its ends)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         stub_autotune_benchmark()
     config = load_config(args.config, args.set)
-    for key, value in compare(config, args.batch_size, args.max_len).items():
+    for key, value in compare(config, args.batch_size, args.max_len, args.beta_scale).items():
         print(f"{key}: {value:.3e}" if isinstance(value, float) else f"{key}: {value}")
     return 0
 

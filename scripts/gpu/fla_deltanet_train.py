@@ -49,6 +49,13 @@ from statetrack.experiment.schedule import learning_rate  # noqa: E402
 from statetrack.tasks import NO_LOSS  # noqa: E402
 
 
+def config_header() -> str:
+    """The comment on top of a run's config.yaml: the config is not the model that ran."""
+    return (f"# Not statetrack's model: fla's DeltaNetForCausalLM (fla-core {version('fla-core')})"
+            "\n# started from the weights statetrack builds from this config and trained on its"
+            "\n# batches by scripts/gpu/fla_deltanet_train.py.\n")
+
+
 class Logits(torch.nn.Module):
     """fla's model with statetrack's call: tokens → (logits, None)."""
 
@@ -87,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     model = Logits(fla).to(device)
     saved = config.to_dict()
     saved["name"] = f"fla_{config.name}"
-    rundir.write_atomic(args.out / rundir.CONFIG, yaml.safe_dump(saved, sort_keys=False))
+    rundir.write_atomic(args.out / rundir.CONFIG,
+                        config_header() + yaml.safe_dump(saved, sort_keys=False))
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
                                   eps=t.adam_eps, weight_decay=0.0,
                                   fused=device.type == "cuda")
