@@ -37,7 +37,7 @@ import fla_model  # noqa: E402
 import statetrack  # noqa: E402
 from statetrack.experiment import rundir  # noqa: E402
 from statetrack.experiment.batches import Batches  # noqa: E402
-from statetrack.experiment.config import load_config  # noqa: E402
+from statetrack.experiment.config import ExperimentConfig, load_config  # noqa: E402
 from statetrack.experiment.evaluation import (  # noqa: E402
     TEST_STREAM,
     autocast,
@@ -46,7 +46,7 @@ from statetrack.experiment.evaluation import (  # noqa: E402
     scaled_accuracy,
 )
 from statetrack.experiment.schedule import learning_rate  # noqa: E402
-from statetrack.tasks import NO_LOSS  # noqa: E402
+from statetrack.tasks import NO_LOSS, Task  # noqa: E402
 
 
 def config_header() -> str:
@@ -65,6 +65,53 @@ class Logits(torch.nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, None]:
         return self.model(input_ids=tokens, use_cache=False).logits, None
+
+
+def train(model: torch.nn.Module, task: Task, config: ExperimentConfig, out: Path,
+          device: torch.device) -> None:
+    """``training.steps`` AdamW steps on the config's batches, as `statetrack train` takes them
+    (its schedule, its bf16 autocast, the loss at the answer positions); every ``log_every``
+    steps a line of metrics.jsonl."""
+    t = config.training
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                                  eps=t.adam_eps, weight_decay=0.0,
+                                  fused=device.type == "cuda")
+    batches = Batches(task, t, device, start=0, ahead=4)
+    sums = torch.zeros(3, device=device)  # loss · answers, correct answers, answers
+    start = window = time.perf_counter()
+    logged = 0
+    for step in range(t.steps):
+        lr = learning_rate(step, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps,
+                           final_lr_factor=t.final_lr_factor)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        tokens, target = batches.get(step)
+        with autocast(device, t.precision):
+            logits, _ = model(tokens)
+            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=NO_LOSS)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            mask = target != NO_LOSS
+            answers = mask.sum()
+            correct = ((logits.argmax(-1) == target) & mask).sum()
+            sums += torch.stack([loss.detach() * answers, correct, answers]).float()
+        if (step + 1) % t.log_every and step + 1 < t.steps:
+            continue
+        loss_sum, hit, n = sums.tolist()  # the loop's one host sync, every log_every steps
+        now = time.perf_counter()
+        record = {"step": step + 1, "lr": lr, "loss": loss_sum / n, "accuracy": hit / n,
+                  "scaled_accuracy": scaled_accuracy(hit / n, task.num_classes),
+                  "steps_per_second": (step + 1 - logged) / (now - window),
+                  "seconds": now - start}
+        rundir.append_metrics(out, record)
+        if (step + 1) % (10 * t.log_every) == 0:
+            print(f"step {step + 1}/{t.steps} loss {record['loss']:.4f} "
+                  f"acc {record['accuracy']:.3f} {record['steps_per_second']:.0f} steps/s",
+                  flush=True)
+        sums.zero_()
+        window, logged = now, step + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,45 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     saved["name"] = f"fla_{config.name}"
     rundir.write_atomic(args.out / rundir.CONFIG,
                         config_header() + yaml.safe_dump(saved, sort_keys=False))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
-                                  eps=t.adam_eps, weight_decay=0.0,
-                                  fused=device.type == "cuda")
-    batches = Batches(task, t, device, start=0, ahead=4)
-    sums = torch.zeros(3, device=device)  # loss · answers, correct answers, answers
     start = time.perf_counter()
-    window = start
-    for step in range(t.steps):
-        lr = learning_rate(step, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps,
-                           final_lr_factor=t.final_lr_factor)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        tokens, target = batches.get(step)
-        with autocast(device, t.precision):
-            logits, _ = model(tokens)
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=NO_LOSS)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            mask = target != NO_LOSS
-            answers = mask.sum()
-            correct = ((logits.argmax(-1) == target) & mask).sum()
-            sums += torch.stack([loss.detach() * answers, correct, answers]).float()
-        if (step + 1) % t.log_every == 0 or step + 1 == t.steps:
-            loss_sum, hit, n = sums.tolist()
-            now = time.perf_counter()
-            steps_done = t.log_every if (step + 1) % t.log_every == 0 else (step + 1) % t.log_every
-            record = {"step": step + 1, "lr": lr, "loss": loss_sum / n, "accuracy": hit / n,
-                      "scaled_accuracy": scaled_accuracy(hit / n, task.num_classes),
-                      "steps_per_second": steps_done / (now - window),
-                      "seconds": now - start}
-            rundir.append_metrics(args.out, record)
-            if (step + 1) % (10 * t.log_every) == 0:
-                print(f"step {step + 1}/{t.steps} loss {record['loss']:.4f} "
-                      f"acc {record['accuracy']:.3f} {record['steps_per_second']:.0f} steps/s",
-                      flush=True)
-            sums.zero_()
-            window = now
+    train(model, task, config, args.out, device)
     train_seconds = time.perf_counter() - start
     result = evaluate(model, task, min_len=e.min_len, max_len=e.max_len, n=e.n,
                       batch_size=e.batch_size, rng=data_rng(e.seed, TEST_STREAM, 0),
