@@ -133,7 +133,7 @@ def fla_from_statetrack(config: ExperimentConfig) -> tuple[Any, torch.nn.Module,
 
 
 def compare(config: ExperimentConfig, batch_size: int, max_len: int,
-            beta_scale: float = 1.0) -> dict[str, float]:
+            beta_scale: float = 1.0) -> dict[str, float | str]:
     """Largest differences between the two models on one batch of lengths up to ``max_len``,
     float32. fla runs its fused recurrent kernel on sequences up to 64 long (every training
     batch here) and its chunked one, which refuses float32, on longer ones: so at most 64.
