@@ -86,3 +86,4 @@ def test_fla_training_refuses_weight_decay_before_writing_anything(tmp_path: Pat
 def test_the_float32_comparison_refuses_lengths_where_fla_would_run_its_chunked_kernel() -> None:
     with pytest.raises(SystemExit, match="refuses float32"):
         fla_model.compare(paper_deltanet(), batch_size=2, max_len=65)
+

@@ -488,3 +488,14 @@ def test_a_running_mps_daemon_is_shared_not_started_again(tmp_path: Path, works:
         assert record.read_text().splitlines() == ["mps-control -d", "mps-control "]
         assert "pipe=unset" in done.stdout
         assert "MPS did not start" in log
+
+
+SHELL_SCRIPTS = sorted(p.relative_to(ROOT) for p in ROOT.glob("scripts/**/*.sh"))
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=str)
+def test_every_shell_script_parses(script: Path) -> None:
+    """`bash -n`: a device call script with a syntax error would fail only on the GPU machine,
+    after its start-up time was spent."""
+    result = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
