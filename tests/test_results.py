@@ -51,6 +51,12 @@ def labels_of(rows: list[str]) -> list[str]:
     return [row.split("|")[1].strip() for row in rows]
 
 
+def assert_in_readmes(rows: list[str], results_dir: Path) -> None:
+    """Every row stands in the root README and in ``results_dir``'s README."""
+    for readme in (ROOT / "README.md", results_dir / "README.md"):
+        assert all(row in readme.read_text() for row in rows), readme
+
+
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: str(p.relative_to(RESULTS)))
 def test_summary_accuracy_is_the_mean_of_its_eval_csv(run: Path) -> None:
     summary = json.loads((run / "summary.json").read_text())
@@ -164,8 +170,7 @@ def test_readme_text_protocol_check_is_what_statetrack_table_prints(
              for p in text_runs.rglob("summary.json")}
     text = [label for label in labels if "n_layers=3, batch_size=1024, grad_clip=1.0" in label]
     assert len(text) == len(rates) >= 3 and len(labels) == len(text) + 1
-    for readme in (RESULTS.parent / "README.md", text_runs / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, text_runs)
 
 
 def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
@@ -185,8 +190,7 @@ def test_readme_parity_text_protocol_check_is_what_statetrack_table_prints(
         mine = [label for label in labels if label.startswith(f"{model} (")]
         assert f"{model} (batch_size=256, grad_clip=None, lr=0.001)" in mine
         assert len(mine) == len(rates) + 1 == 5
-    for readme in (RESULTS.parent / "README.md", text_runs / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, text_runs)
 
 
 @pytest.mark.parametrize("dirs, labels, readme", [
@@ -213,8 +217,7 @@ def test_readme_deltanet_variant_check_is_what_statetrack_table_prints(
     assert len(paths) >= len(dirs)
     rows = table_rows(capsys, paths)
     assert labels_of(rows) == labels
-    for path in (ROOT / "README.md", RESULTS / readme / "README.md"):
-        assert all(row in path.read_text() for row in rows), path
+    assert_in_readmes(rows, RESULTS / readme)
 
 
 def test_readme_nine_seed_parity_check_is_what_statetrack_table_prints(
@@ -228,8 +231,7 @@ def test_readme_nine_seed_parity_check_is_what_statetrack_table_prints(
     rows = table_rows(capsys, [parity / "deltanet", parity / "deltanet_neg", extra])
     assert labels_of(rows) == ["deltanet", "deltanet_neg"]
     assert all("n=9)" in row and "/ paper" in row for row in rows)
-    for readme in (ROOT / "README.md", extra / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, extra)
 
 
 @pytest.mark.parametrize("model", ["deltanet", "mamba"])
@@ -244,8 +246,7 @@ def test_readme_harness_details_are_what_statetrack_table_prints(
     rows = table_rows(capsys, [table3 / model, table3 / f"{model}_neg", extra], f"| {model}")
     assert len(rows) == 4 and sum("/ paper" in row for row in rows) == 2
     assert all("n=3)" in row for row in rows)
-    for readme in (ROOT / "README.md", extra / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, extra)
 
 
 def test_readme_slstm_harness_rows_are_what_statetrack_table_prints(
@@ -260,8 +261,7 @@ def test_readme_slstm_harness_rows_are_what_statetrack_table_prints(
     rows = table_rows(capsys, [RESULTS / "table3" / "mod_arith" / "slstm", *seeds], "| slstm")
     assert [("init=torch" in r, "/ paper" in r, "n=3)" in r) for r in rows] == [
         (True, True, True), (False, False, True)]
-    for readme in (ROOT / "README.md", extra / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, extra)
 
 
 def test_readme_fla_rows_are_what_statetrack_table_prints(
@@ -281,8 +281,7 @@ def test_readme_fla_rows_are_what_statetrack_table_prints(
             if not row.startswith("| model")]
     assert labels_of(rows) == ["deltanet", "deltanet_neg", "fla_deltanet", "fla_deltanet_neg"]
     assert all("n=3)" in row for row in rows)
-    for readme in (ROOT / "README.md", fla / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, fla)
 
 
 def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
@@ -302,10 +301,8 @@ def test_readme_norm_eps_rows_are_what_statetrack_table_prints(
                                 RESULTS / "deltanet_harness_arith" / "mod_arith" / "deltanet_neg",
                                 arith_eps])
     assert len(arith) == 3 and sum("n=6)" in r for r in arith) == 1
-    readme = (ROOT / "README.md").read_text()
     for rows, own in ((parity, parity_eps), (arith, arith_eps)):
-        assert all(row in readme for row in rows)
-        assert all(row in (own / "README.md").read_text() for row in rows), own
+        assert_in_readmes(rows, own)
 
 
 def test_readme_twelve_seed_eps_rows_are_what_statetrack_table_prints(
@@ -319,8 +316,7 @@ def test_readme_twelve_seed_eps_rows_are_what_statetrack_table_prints(
     rows = table_rows(capsys, [RESULTS / "table3" / neg, RESULTS / "deltanet_parity_seeds" / neg,
                                RESULTS / "deltanet_parity_eps" / neg, more])
     assert len(rows) == 2 and "n=9)" in rows[0] and "/ paper" in rows[0] and "n=12)" in rows[1]
-    for readme in (ROOT / "README.md", more / "README.md"):
-        assert all(row in readme.read_text() for row in rows), readme
+    assert_in_readmes(rows, more)
 
 
 def test_readme_rank_sum_z_of_the_eps_seeds_is_what_the_script_computes() -> None:
